@@ -1,0 +1,280 @@
+"""The typed, frozen configuration tree behind config files and ``--set``.
+
+Names follow vLLM where vLLM has a name, so users can paste their engine flags. Precedence is
+defaults < config file < flags < ``--set``. Unknown keys fail with the list of valid ones.
+Pydantic stays at the edge: the simulator is built from plain values before the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from servoir.errors import InputError
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+class PolicySpec(_Frozen):
+    """A policy chosen by registry name with its hyperparameters."""
+
+    name: str
+    """Registry name (``servoir policies`` lists them) or ``package.module:Class``."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Constructor parameters, checked by constructing the policy."""
+
+
+class LengthsConfig(_Frozen):
+    """Prompt/output length distribution for generated workloads."""
+
+    kind: Literal["uniform", "fixed", "lognormal", "empirical"] = "empirical"
+    """``empirical`` resamples (prompt, output) pairs from ``trace``."""
+    trace: str = "azure_conv"
+    """Built-in trace name or file for ``empirical``."""
+    prompt: tuple[int, int] = (128, 2048)
+    """``uniform``: inclusive prompt range; ``fixed``: first element is the prompt length."""
+    output: tuple[int, int] = (32, 512)
+    """``uniform``: inclusive output range; ``fixed``: first element is the output length."""
+    prompt_mean: float = Field(default=1024.0, gt=0)
+    """``lognormal``: mean prompt tokens."""
+    prompt_sigma: float = Field(default=1.0, ge=0)
+    """``lognormal``: log-space sigma of prompt tokens."""
+    output_mean: float = Field(default=256.0, gt=0)
+    """``lognormal``: mean output tokens."""
+    output_sigma: float = Field(default=1.0, ge=0)
+    """``lognormal``: log-space sigma of output tokens."""
+
+
+class GeneratorConfig(_Frozen):
+    """Arrival process for generated workloads (used when no trace is given)."""
+
+    kind: Literal["poisson", "gamma", "mmpp"] = "poisson"
+    """Poisson, Gamma-bursty (``cv``), or Markov-modulated Poisson (``rates``, ``sojourn_s``)."""
+    cv: float = Field(default=1.0, gt=0)
+    """Coefficient of variation of Gamma inter-arrival gaps (1 = Poisson)."""
+    rates: tuple[float, ...] = (1.0, 0.0)
+    """MMPP per-state rates, as multiples of ``workload.rate`` normalised to mean 1."""
+    sojourn_s: tuple[float, ...] = (10.0, 10.0)
+    """MMPP mean time in each state (seconds)."""
+    lengths: LengthsConfig = Field(default_factory=LengthsConfig)
+    """Length distribution."""
+
+
+class WorkloadConfig(_Frozen):
+    """What arrives."""
+
+    trace: str | None = None
+    """Trace file or built-in name (azure_code, azure_conv, mooncake_conversation, ...)."""
+    rate: float | None = Field(default=None, gt=0)
+    """Mean arrival rate (req/s): generator rate, or a trace replayed at another rate."""
+    num_requests: int | None = Field(default=None, gt=0)
+    """Number of requests (the first N of a trace; generated workloads default to 1000)."""
+    max_concurrency: int | None = Field(default=None, gt=0)
+    """Closed-loop cap on requests in flight, as vLLM's benchmark ``--max-concurrency``."""
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    """Arrival process and lengths when no trace is given."""
+
+
+class HardwareConfig(_Frozen):
+    """Model, GPU and parallelism of every instance."""
+
+    model: str = "llama-3-8b"
+    """Model name (``servoir hardware list``)."""
+    gpu: str = "a100"
+    """GPU name."""
+    tp: int = Field(default=1, ge=1)
+    """Tensor-parallel degree."""
+    pp: int = Field(default=1, ge=1)
+    """Pipeline-parallel degree."""
+    kv_tokens: int | None = Field(default=None, gt=0)
+    """Override the KV capacity per instance, in tokens."""
+
+
+class EngineConfig(_Frozen):
+    """Engine settings, with vLLM's names."""
+
+    preset: Literal["vllm_v1"] = "vllm_v1"
+    """Engine behaviour preset (vLLM v1: chunked prefill, recompute preemption)."""
+    max_num_seqs: int = Field(default=256, ge=1)
+    """Cap on sequences in the running batch."""
+    max_num_batched_tokens: int = Field(default=8192, ge=1)
+    """Token budget per iteration."""
+    block_size: int = Field(default=16, ge=1)
+    """KV block size in tokens."""
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    """Fraction of GPU memory the engine may use (weights, activations, KV)."""
+    enable_chunked_prefill: bool = True
+    """Split long prompts across iterations within the token budget."""
+    enable_prefix_caching: bool = False
+    """Reuse KV blocks of shared prefixes (not yet modelled; must stay false)."""
+    preemption_mode: Literal["recompute"] = "recompute"
+    """What happens to a preempted request's KV (vLLM v1 recomputes)."""
+    max_model_len: int | None = Field(default=None, gt=0)
+    """Longest prompt + output accepted; longer requests are rejected and counted."""
+
+    @model_validator(mode="after")
+    def _check(self) -> EngineConfig:
+        if self.max_num_batched_tokens < self.max_num_seqs:
+            raise ValueError(
+                f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= "
+                f"max_num_seqs ({self.max_num_seqs}), as vLLM requires")
+        if self.enable_prefix_caching:
+            raise ValueError("enable_prefix_caching is not modelled yet; set it to false")
+        return self
+
+
+class ClusterConfig(_Frozen):
+    """Instances and the router in front of them."""
+
+    mode: Literal["independent"] = "independent"
+    """Independent instances behind a router."""
+    instances: int = Field(default=1, ge=1)
+    """Number of instances (each with tp x pp GPUs)."""
+    router: PolicySpec = Field(default_factory=lambda: PolicySpec(name="round_robin"))
+    """Routing policy."""
+
+
+class InstanceConfig(_Frozen):
+    """Per-instance policies."""
+
+    scheduler: PolicySpec = Field(default_factory=lambda: PolicySpec(name="fcfs"))
+    """Admission scheduling policy."""
+
+
+class SloConfig(_Frozen):
+    """Service-level objectives; a request meets the SLO when it meets every one set."""
+
+    ttft_s: float | None = Field(default=None, gt=0)
+    """Time-to-first-token target (seconds)."""
+    tpot_s: float | None = Field(default=None, gt=0)
+    """Time-per-output-token target (seconds)."""
+
+
+class SimConfig(_Frozen):
+    """One simulation run."""
+
+    seed: int = Field(default=0, ge=0)
+    """The only seed; every random stream derives from it by name."""
+    workload: WorkloadConfig = Field(default_factory=WorkloadConfig)
+    hardware: HardwareConfig = Field(default_factory=HardwareConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    instance: InstanceConfig = Field(default_factory=InstanceConfig)
+    slo: SloConfig = Field(default_factory=SloConfig)
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON of the config."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def valid_keys(model: type[BaseModel] = SimConfig, prefix: str = "") -> list[str]:
+    """Every dotted key of the tree (leaves and policy ``params.*`` prefixes)."""
+    out = []
+    for name, f in model.model_fields.items():
+        ann = f.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            if ann is PolicySpec:
+                out += [f"{prefix}{name}.name", f"{prefix}{name}.params.*"]
+            else:
+                out += valid_keys(ann, f"{prefix}{name}.")
+        else:
+            out.append(prefix + name)
+    return out
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for p in parts[:-1]:
+        nxt = node.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise InputError(f"'{key}' sets inside '{p}', which is a value", field=key)
+        node = nxt
+    node[parts[-1]] = value
+
+
+def _check_key(key: str) -> None:
+    valid = valid_keys()
+    if key in valid:
+        return
+    for v in valid:
+        if v.endswith(".*") and key.startswith(v[:-1]) and len(key) > len(v) - 1:
+            return
+    raise InputError(f"unknown configuration key '{key}'; valid keys: {', '.join(valid)}",
+                     field=key)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse ``key=value`` with the value read as a YAML scalar."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise InputError(f"--set expects key=value, got '{text}'")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise InputError(f"cannot parse value '{raw}': {e}", field=key.strip()) from e
+    return key.strip(), value
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in tree.items():
+        full = f"{prefix}{k}"
+        if isinstance(v, dict) and not full.endswith(".params") and v:
+            keys += _flatten(v, full + ".")
+        else:
+            keys.append(full)
+    return keys
+
+
+def load_config(
+    path: str | Path | None = None,
+    flags: dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+) -> SimConfig:
+    """Build a :class:`SimConfig`: defaults < ``path`` (YAML/JSON) < ``flags`` < ``overrides``.
+
+    ``flags`` map dotted keys to values (``None`` values are ignored); ``overrides`` are
+    ``key=value`` strings. Errors name the file and the offending field.
+    """
+    tree: dict[str, Any] = {}
+    src = "config"
+    if path is not None:
+        src = str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise InputError(f"cannot read config: {e}", file=src) from e
+        try:
+            loaded = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            raise InputError(f"invalid YAML: {e}", file=src,
+                             line=mark.line + 1 if mark else None) from e
+        if not isinstance(loaded, dict):
+            raise InputError("top level must be a mapping of keys", file=src)
+        for k in _flatten(loaded):
+            _check_key(k)
+        tree = loaded
+    for key, value in (flags or {}).items():
+        if value is not None:
+            _check_key(key)
+            _set_dotted(tree, key, value)
+    for text in overrides or []:
+        key, value = parse_override(text)
+        _check_key(key)
+        _set_dotted(tree, key, value)
+    try:
+        return SimConfig.model_validate(tree)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise InputError(f"{err['msg']} (got {err.get('input')!r})", file=src, field=field) from e

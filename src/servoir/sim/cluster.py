@@ -1,0 +1,197 @@
+"""A cluster of instances behind a router: the event loop of a run.
+
+Events are compact heap tuples ``(time, seq, kind, a, b)`` with a monotone sequence number, so
+ties break by creation order and nothing compares objects. The workload's static arrivals are
+already sorted, so they are merged with the heap instead of being pushed into it (a million
+arrivals cost no heap operations). At equal times arrivals go first, so a request that arrives
+exactly at an iteration boundary is seen by that boundary's scheduling decision.
+
+Dynamic arrivals: the next turn of a multi-turn session arrives its think time after the
+previous turn finishes (or is rejected), and with ``max_concurrency`` a request waits in a FIFO
+gate until fewer than that many are in flight (vLLM's benchmark semaphore); its ``arrival_at``
+is then the time it was let through, as the benchmark measures it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time as _time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from servoir.rng import stream
+from servoir.sim.instance import EngineParams, Instance
+from servoir.sim.state import REJECTED, RequestState
+from servoir.views import ReplicaTable, RequestView
+from servoir.workload.requests import Workload
+
+STEP_END, ARRIVAL = 0, 1
+
+
+class Cluster:
+    """Instances, a router, and the event loop. Build, then :meth:`run` once."""
+
+    def __init__(
+        self,
+        workload: Workload,
+        *,
+        num_instances: int,
+        engine: EngineParams,
+        latency: Any,
+        router: Any,
+        make_scheduler: Callable[[], Any],
+        max_model_len: int,
+        seed: int = 0,
+        max_concurrency: int | None = None,
+        record_series: bool = True,
+    ) -> None:
+        self.w = workload
+        n = len(workload)
+        self.n = n
+        self.st = RequestState(workload.num_prompt_tokens.tolist(),
+                               workload.num_output_tokens.tolist(),
+                               workload.arrival_at.tolist())
+        self.max_model_len = max_model_len
+        self.max_concurrency = max_concurrency
+        self.heap: list[tuple[float, int, int, int, int]] = []
+        self.seq = 0
+        self.table, self.cols = ReplicaTable.allocate(num_instances)
+        self.router = router
+        router.reset(num_instances, stream(seed, "policy.router"))
+        self.instances = []
+        for k in range(num_instances):
+            sched = make_scheduler()
+            sched.reset(stream(seed, "policy.scheduler", replication=k))
+            self.instances.append(Instance(k, engine, latency, sched, self.st, self.view,
+                                           self._schedule, self._on_finish, record_series))
+        self.num_rejected = 0
+        self.inflight = 0
+        self.gate: deque[int] = deque()
+        self.num_events = 0
+        self._link_sessions()
+
+    # ------------------------------------------------------------------ set-up
+    def _link_sessions(self) -> None:
+        """Static arrivals, and the next turn of each multi-turn session."""
+        w = self.w
+        self.next_turn = None
+        if w.session_id is None or not np.any(w.session_id >= 0):
+            self.static = None  # every row arrives at its arrival_at
+            return
+        sid = w.session_id
+        turn = w.turn if w.turn is not None else np.zeros(self.n, dtype=np.int64)
+        in_s = np.flatnonzero(sid >= 0)
+        order = in_s[np.lexsort((turn[in_s], sid[in_s]))]
+        nxt = np.full(self.n, -1, dtype=np.int64)
+        same = sid[order[1:]] == sid[order[:-1]]
+        nxt[order[:-1][same]] = order[1:][same]
+        is_follow = np.zeros(self.n, dtype=bool)
+        is_follow[order[1:][same]] = True
+        self.next_turn = nxt.tolist()
+        self.think = (w.think_time_s.tolist() if w.think_time_s is not None
+                      else [0.0] * self.n)
+        self.static = np.flatnonzero(~is_follow).tolist()
+
+    def view(self, rid: int) -> RequestView:
+        """The read-only view policies get of request ``rid``."""
+        w = self.w
+        st = self.st
+        return RequestView(
+            rid, st.arrival_at[rid], st.prompt[rid], None,
+            None if w.tenant is None else str(w.tenant[rid]),
+            None if w.prefix_hashes is None else w.prefix_hashes[rid],
+            None if w.program_id is None else str(w.program_id[rid]))
+
+    # ------------------------------------------------------------------ events
+    def _schedule(self, t: float, inst: int, version: int) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (t, self.seq, STEP_END, inst, version))
+
+    def _on_finish(self, rid: int, t: float) -> None:
+        self.inflight -= 1
+        k = self.st.instance[rid]
+        self.cols["outstanding_tokens"][k] -= self.st.prompt[rid] + self.st.output[rid]
+        if self.gate:
+            self._dispatch(self.gate.popleft(), t)
+        self._follow_up(rid, t)
+
+    def _follow_up(self, rid: int, t: float) -> None:
+        if self.next_turn is not None:
+            nxt = self.next_turn[rid]
+            if nxt >= 0:
+                self.seq += 1
+                heapq.heappush(self.heap, (t + self.think[nxt], self.seq, ARRIVAL, nxt, 0))
+
+    def _arrive(self, rid: int, t: float) -> None:
+        st = self.st
+        st.arrival_at[rid] = t
+        if st.prompt[rid] + st.output[rid] > self.max_model_len:
+            st.status[rid] = REJECTED
+            self.num_rejected += 1
+            self._follow_up(rid, t)
+            return
+        if self.max_concurrency is not None and self.inflight >= self.max_concurrency:
+            self.gate.append(rid)
+            return
+        self._dispatch(rid, t)
+
+    def _dispatch(self, rid: int, t: float) -> None:
+        st = self.st
+        st.arrival_at[rid] = t
+        self.inflight += 1
+        k = self.router.route(self.view(rid), self.table)
+        if not 0 <= k < len(self.instances):
+            raise RuntimeError(f"router {self.router!r} returned instance {k} of "
+                               f"{len(self.instances)}")
+        self.cols["outstanding_tokens"][k] += st.prompt[rid] + st.output[rid]
+        self.instances[k].arrive(rid, t)
+        self._refresh(k)
+
+    def _refresh(self, k: int) -> None:
+        inst = self.instances[k]
+        cols = self.cols
+        cols["num_waiting"][k] = len(inst.waiting)
+        cols["num_running"][k] = len(inst.running)
+        cols["kv_used_frac"][k] = inst.used / inst.total_blocks
+
+    # ------------------------------------------------------------------ loop
+    def run(self, progress: Callable[[int, int], None] | None = None) -> float:
+        """Run to completion; returns the wall time of the loop in seconds."""
+        t_wall = _time.perf_counter()
+        heap = self.heap
+        insts = self.instances
+        arr = self.st.arrival_at
+        static = self.static
+        order = range(self.n) if static is None else static
+        n_static = len(order)
+        refresh = self._refresh
+        i = 0
+        events = 0
+        inf = math.inf
+        report_every = 1 << 16
+        while True:
+            ta = arr[order[i]] if i < n_static else inf
+            if heap and heap[0][0] < ta:
+                t, _, kind, a, b = heapq.heappop(heap)
+                if kind == STEP_END:
+                    insts[a].step_end(t, b)
+                    refresh(a)
+                else:
+                    self._arrive(a, t)
+            elif i < n_static:
+                rid = order[i]
+                i += 1
+                self._arrive(rid, ta)
+            else:
+                break
+            events += 1
+            if progress is not None and events % report_every == 0:
+                progress(i, n_static)
+        self.num_events = events
+        if progress is not None:
+            progress(n_static, n_static)
+        return _time.perf_counter() - t_wall

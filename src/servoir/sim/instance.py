@@ -1,0 +1,486 @@
+"""One serving instance: vLLM v1 continuous batching with event skipping.
+
+The one rule for progress (vLLM v1): each running request has ``computed`` tokens catching up to
+``prompt + gen``; an iteration gives each scheduled request some tokens within the token budget
+(``max_num_batched_tokens``) and the sequence cap (``max_num_seqs``). When a request's computed
+tokens reach ``prompt + gen`` a token is sampled. Prefill, chunked prefill, decode and recompute
+after preemption all follow from that rule.
+
+Event skipping. When an iteration holds only decodes and no waiting request can be admitted,
+the batch cannot change until a request finishes, memory runs out or an admissible request
+arrives. Such a *stretch* of ``k`` iterations is one event:
+
+- decoding requests are aggregates: ``n`` sequences, ``K`` computed tokens (grows by ``n`` per
+  iteration), a heap of finish iterations, and counts per block *phase* (a sequence needs a new
+  KV block on the iteration where its length is a multiple of the block size, so phase counts
+  give the blocks in use after ``k`` iterations in O(block_size));
+- the step time is ``A + c * attended_kv`` (``LatencyModel`` is linear in decode KV tokens), so
+  the time of ``k`` iterations is an arithmetic series and the iteration in progress at any time
+  is the root of a quadratic;
+- an arrival that could be admitted cuts the stretch at the end of the iteration in progress.
+
+Per request the instance does O(log n) work (arrival, admission, prefill chunks, finish), never
+per token, so a run's cost grows with requests, not output length.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from array import array
+from collections.abc import Callable
+from typing import Any
+
+from servoir.sim.state import FINISHED, RUNNING, WAITING, RequestState
+from servoir.views import RequestView
+
+
+class EngineParams:
+    """Plain engine settings read in the hot loop (built from the pydantic config)."""
+
+    __slots__ = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_blocks",
+                 "enable_chunked_prefill", "pp")
+
+    def __init__(self, max_num_seqs: int, max_num_batched_tokens: int, block_size: int,
+                 num_blocks: int, enable_chunked_prefill: bool = True, pp: int = 1) -> None:
+        if num_blocks < 1:
+            raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")
+        self.max_num_seqs = max_num_seqs
+        self.max_num_batched_tokens = max_num_batched_tokens
+        self.block_size = block_size
+        self.num_blocks = num_blocks
+        self.enable_chunked_prefill = enable_chunked_prefill
+        self.pp = pp
+
+
+class Instance:
+    """A vLLM-v1-like engine instance. Driven by :class:`servoir.sim.cluster.Cluster`.
+
+    The cluster calls :meth:`arrive` and :meth:`step_end`; the instance asks the cluster to
+    schedule its next step end through ``schedule(time, instance_id, version)`` and reports
+    finished requests through ``on_finish(rid, time)``.
+    """
+
+    def __init__(self, idx: int, params: EngineParams, latency: Any, scheduler: Any,
+                 state: RequestState, make_view: Callable[[int], RequestView],
+                 schedule: Callable[[float, int, int], None],
+                 on_finish: Callable[[int, float], None], record_series: bool = True) -> None:
+        self.idx = idx
+        self.p = params
+        self.lat = latency
+        self.sched = scheduler
+        self.last_admitted_victim = scheduler.victim == "last_admitted"
+        self.st = state
+        self.make_view = make_view
+        self.schedule = schedule
+        self.on_finish = on_finish
+        bs = params.block_size
+        self.bs = bs
+        self.total_blocks = params.num_blocks
+        self.used = 0  # blocks in use
+        self.it = 0  # iterations completed
+        # Waiting queue: heap of (rank, seq, rid).
+        self.waiting: list[tuple[float, int, int]] = []
+        self.seq = 0
+        # Running set in admission order (rid -> admission seq); dict keeps insertion order.
+        self.running: dict[int, int] = {}
+        self.prefilling: list[int] = []  # running requests with computed < prompt + gen
+        # Decode aggregates.
+        self.n_dec = 0
+        self.K = 0  # sum of computed tokens over decoding requests at iteration self.it
+        self.phase_cnt = [0] * bs
+        self.phase: dict[int, int] = {}  # rid -> phase
+        self.fin_heap: list[tuple[int, int, int, int]] = []  # (finish_it, seq, rid, epoch)
+        # Current step.
+        self.busy = False
+        self.version = 0
+        self.step_t0 = 0.0
+        self.step_k = 0  # iterations in the current step (stretch if > 1 or no chunks)
+        self.step_a = 0.0  # time of first iteration (decode part incl. attended KV)
+        self.step_b = 0.0  # increase of iteration time per iteration (c * n)
+        self.step_chunks: list[tuple[int, int, int]] = []  # (rid, tokens, computed_before)
+        self.step_stretch = False
+        self.a_cache: dict[int, float] = {}
+        pp = params.pp
+        self.kv_coef = latency.kv_coef_s / pp
+        # Counters and series.
+        self.num_preemptions = 0
+        self.num_steps = 0
+        self.num_iterations = 0
+        self.record_series = record_series
+        self.s_time = array("d")
+        self.s_running = array("q")
+        self.s_waiting = array("q")
+        self.s_used = array("q")
+
+    # ------------------------------------------------------------------ timing
+    def _iter_time(self, num_tokens: int, num_seqs: int, prefill_work: float) -> float:
+        """Time of one iteration without its decode-KV term (pipeline: p micro-batches)."""
+        pp = self.p.pp
+        lat = self.lat
+        if pp == 1:
+            return lat.step_time(num_tokens, num_seqs, 0, prefill_work)
+        mt = -(-num_tokens // pp)
+        return (lat.step_time(mt, -(-num_seqs // pp), 0, prefill_work / pp)
+                + (pp - 1) * lat.p2p_time(mt))
+
+    def _decode_a(self, n: int) -> float:
+        a = self.a_cache.get(n)
+        if a is None:
+            a = self.a_cache[n] = self._iter_time(n, n, 0.0)
+        return a
+
+    # ------------------------------------------------------------------ blocks
+    def _new_blocks(self, k: int) -> int:
+        """Blocks decoding requests allocate over the next ``k`` iterations from ``self.it``."""
+        bs = self.bs
+        cnt = self.phase_cnt
+        full, rem = divmod(k, bs)
+        total = full * self.n_dec
+        j0 = self.it
+        for j in range(rem):
+            total += cnt[(-(j0 + j)) % bs]
+        return total
+
+    def _max_iters_fitting(self, free: int, k_cap: int) -> int:
+        """Largest ``k <= k_cap`` whose decode block growth (from ``self.it``) fits in ``free``.
+
+        Growth over any ``block_size`` consecutive iterations is exactly ``n`` (each sequence
+        crosses one block boundary), so whole cycles are skipped in O(1) and the last partial
+        cycle is walked: O(block_size).
+        """
+        n = self.n_dec
+        if n == 0:
+            return k_cap
+        bs = self.bs
+        cnt = self.phase_cnt
+        cycles = min(free // n, k_cap // bs)
+        acc = cycles * n
+        k = cycles * bs
+        j0 = self.it + k
+        for j in range(bs):
+            if k + j >= k_cap:
+                return k_cap
+            acc += cnt[(-(j0 + j)) % bs]
+            if acc > free:
+                return k + j
+        return k + bs  # not reached: one more full cycle exceeds free or reaches k_cap
+
+    # ------------------------------------------------------------------ queues
+    def arrive(self, rid: int, now: float) -> None:
+        """A request routed here at ``now`` joins the waiting queue."""
+        st = self.st
+        st.instance[rid] = self.idx
+        st.status[rid] = WAITING
+        self._enqueue(rid, now)
+        if not self.busy:
+            self._decide(now)
+        elif self.step_stretch and self._admissible_now(rid, now):
+            self._cut(now)
+        if self.record_series:
+            self._record(now)
+
+    def _enqueue(self, rid: int, now: float) -> None:
+        r = self.sched.rank(self.make_view(rid), now)
+        self.st.rank[rid] = r
+        self.seq += 1
+        heapq.heappush(self.waiting, (r, self.seq, rid))
+
+    def _admissible_now(self, rid: int, now: float) -> bool:
+        """Could ``rid`` (just enqueued) be admitted at the next iteration boundary?"""
+        p = self.p
+        w = self.waiting
+        if w[0][2] != rid:
+            return False  # the head is blocked and ranks ahead of it
+        budget = p.max_num_batched_tokens - self.n_dec
+        if len(self.running) >= p.max_num_seqs or budget <= 0:
+            return False
+        st = self.st
+        need_tokens = st.prompt[rid] + st.gen[rid]
+        c = min(need_tokens, budget) if p.enable_chunked_prefill else need_tokens
+        if c > budget:
+            return False
+        m = self._iters_done(now)
+        free = self.total_blocks - self.used - self._new_blocks(min(m + 1, self.step_k))
+        return -(-c // self.bs) <= free
+
+    def _iters_done(self, now: float) -> int:
+        """Iterations of the current stretch completed by ``now``."""
+        dt = now - self.step_t0
+        a, b = self.step_a, self.step_b
+        if dt <= 0:
+            return 0
+        if b <= 0:
+            m = int(dt / a)
+        else:
+            # S(j) = j*a + b*j*(j-1)/2 <= dt
+            hb = 0.5 * b
+            lin = a - hb
+            m = int((-lin + math.sqrt(lin * lin + 4 * hb * dt)) / (2 * hb))
+        # Guard float error at the boundary.
+        while m > 0 and m * a + b * m * (m - 1) / 2 > dt:
+            m -= 1
+        while (m + 1) * a + b * (m + 1) * m / 2 <= dt:
+            m += 1
+        return min(m, self.step_k)
+
+    def _cut(self, now: float) -> None:
+        """End the current stretch at the end of the iteration in progress at ``now``."""
+        m = self._iters_done(now)
+        k = m + 1 if m < self.step_k else self.step_k
+        if k >= self.step_k:
+            return
+        self.step_k = k
+        self.version += 1
+        self.schedule(self.step_t0 + k * self.step_a + self.step_b * k * (k - 1) / 2,
+                      self.idx, self.version)
+
+    # ------------------------------------------------------------------ preemption
+    def _pick_victim(self, exclude: set[int]) -> int:
+        if self.last_admitted_victim:
+            for rid in reversed(self.running):
+                if rid not in exclude:
+                    return rid
+            return -1
+        rank = self.st.rank
+        best, best_key = -1, None
+        for rid, s in self.running.items():
+            if rid in exclude:
+                continue
+            key = (rank[rid], s)
+            if best_key is None or key > best_key:
+                best, best_key = rid, key
+        return best
+
+    def _preempt(self, rid: int, now: float) -> None:
+        """Recompute preemption: free all of ``rid``'s blocks and requeue it."""
+        st = self.st
+        del self.running[rid]
+        if rid in self.phase:
+            # Decoding: derive its progress at the current iteration, leave the aggregates.
+            adv = self.it - st.base_it[rid]
+            comp = st.computed[rid] + adv
+            st.gen[rid] += adv
+            self._remove_decoder(rid, comp)
+        else:
+            self.prefilling.remove(rid)
+            self.used -= st.held[rid]
+        st.computed[rid] = 0
+        st.held[rid] = 0
+        st.epoch[rid] += 1
+        st.num_preemptions[rid] += 1
+        self.num_preemptions += 1
+        st.status[rid] = WAITING
+        self._enqueue(rid, now)
+
+    def _remove_decoder(self, rid: int, comp: int) -> None:
+        ph = self.phase.pop(rid)
+        self.phase_cnt[ph] -= 1
+        self.n_dec -= 1
+        self.K -= comp
+        self.used -= -(-comp // self.bs)
+
+    # ------------------------------------------------------------------ stepping
+    def step_end(self, now: float, version: int) -> None:
+        """The current step ends at ``now``: apply its iterations, then decide the next."""
+        if version != self.version or not self.busy:
+            return  # superseded by a cut
+        k = self.step_k
+        st = self.st
+        # Decode aggregates advance k iterations.
+        if self.step_stretch:
+            self.used += self._new_blocks(k)
+        self.it += k
+        self.K += self.n_dec * k
+        self.num_steps += 1
+        self.num_iterations += k
+        # Prefill chunks (single-iteration steps only).
+        bs = self.bs
+        for rid, c, _ in self.step_chunks:
+            comp = st.computed[rid] + c
+            st.computed[rid] = comp
+            if comp == st.prompt[rid] + st.gen[rid]:
+                # Prefill complete: a token is sampled.
+                g = st.gen[rid] + 1
+                st.gen[rid] = g
+                if g == 1:
+                    st.first_token_at[rid] = now
+                self.prefilling.remove(rid)
+                if g >= st.output[rid]:
+                    del self.running[rid]
+                    self.used -= st.held[rid]
+                    st.held[rid] = 0
+                    self._finish(rid, now)
+                    continue
+                # Join the decode aggregates at iteration self.it.
+                st.base_it[rid] = self.it
+                ph = (comp - self.it) % bs
+                self.phase[rid] = ph
+                self.phase_cnt[ph] += 1
+                self.n_dec += 1
+                self.K += comp
+                # held blocks become part of `used` already; decoders' blocks are derived.
+                st.held[rid] = 0
+                self.seq += 1
+                heapq.heappush(self.fin_heap,
+                               (self.it + st.output[rid] - g, self.seq, rid, st.epoch[rid]))
+        # Finishes among decoders.
+        fh = self.fin_heap
+        it = self.it
+        while fh and fh[0][0] <= it:
+            _, _, rid, ep = heapq.heappop(fh)
+            if ep != st.epoch[rid] or rid not in self.phase:
+                continue
+            adv = it - st.base_it[rid]
+            comp = st.computed[rid] + adv
+            st.gen[rid] += adv
+            st.computed[rid] = comp
+            self._remove_decoder(rid, comp)
+            del self.running[rid]
+            self._finish(rid, now)
+        self.busy = False
+        self._decide(now)
+        if self.record_series:
+            self._record(now)
+
+    def _finish(self, rid: int, now: float) -> None:
+        st = self.st
+        st.status[rid] = FINISHED
+        st.finish_at[rid] = now
+        self.on_finish(rid, now)
+
+    def _sync_decoder(self, rid: int) -> None:
+        """Make ``computed``/``gen`` of a decoder exact at the current iteration."""
+        st = self.st
+        adv = self.it - st.base_it[rid]
+        st.computed[rid] += adv
+        st.gen[rid] += adv
+        st.base_it[rid] = self.it
+
+    def _decide(self, now: float) -> None:
+        """Form the next iteration (vLLM v1 order: running first, then waiting) and start it."""
+        p = self.p
+        st = self.st
+        bs = self.bs
+        budget = p.max_num_batched_tokens
+        preempted = False
+        exclude: set[int] = set()
+        # 1. Decodes: one token each; make room for their new blocks.
+        while self.n_dec and self.phase_cnt[(-self.it) % bs] > self.total_blocks - self.used:
+            v = self._pick_victim(exclude)
+            self._preempt(v, now)
+            preempted = True
+        budget -= self.n_dec
+        need_dec = self.phase_cnt[(-self.it) % bs] if self.n_dec else 0
+        reserved = need_dec
+        chunks: list[tuple[int, int, int]] = []
+        work = 0.0
+        ntok = self.n_dec
+        # 2. Running prefills in admission order.
+        for rid in list(self.prefilling):
+            if budget <= 0:
+                break
+            if rid not in self.running:
+                continue  # preempted below while making room for an earlier one
+            comp = st.computed[rid]
+            c = min(st.prompt[rid] + st.gen[rid] - comp, budget)
+            need = -(-(comp + c) // bs) - st.held[rid]
+            scheduled = True
+            while need > self.total_blocks - self.used - reserved:
+                v = self._pick_victim(exclude)
+                preempted = True
+                if v == rid or v < 0:
+                    self._preempt(rid, now)
+                    scheduled = False
+                    break
+                was_dec = v in self.phase
+                self._preempt(v, now)
+                if was_dec:
+                    # Its decode token and block are no longer needed this iteration.
+                    budget += 1
+                    ntok -= 1
+                    nd = self.phase_cnt[(-self.it) % bs] if self.n_dec else 0
+                    reserved -= need_dec - nd
+                    need_dec = nd
+            if not scheduled:
+                continue
+            exclude.add(rid)
+            st.held[rid] += need
+            self.used += need
+            chunks.append((rid, c, comp))
+            budget -= c
+            ntok += c
+            work += c * comp + c * (c + 1) / 2
+        # 3. Admissions in rank order, only if nobody was preempted (vLLM v1).
+        w = self.waiting
+        if not preempted:
+            while w and budget > 0 and len(self.running) < p.max_num_seqs:
+                rid = w[0][2]
+                need_tokens = st.prompt[rid] + st.gen[rid]
+                if p.enable_chunked_prefill:
+                    c = min(need_tokens, budget)
+                elif need_tokens <= budget:
+                    c = need_tokens
+                else:
+                    break
+                need = -(-c // bs)
+                if need > self.total_blocks - self.used - reserved:
+                    break
+                heapq.heappop(w)
+                self.seq += 1
+                self.running[rid] = self.seq
+                st.admit_seq[rid] = self.seq
+                st.status[rid] = RUNNING
+                if st.first_scheduled_at[rid] != st.first_scheduled_at[rid]:  # NaN: first time
+                    st.first_scheduled_at[rid] = now
+                self.prefilling.append(rid)
+                exclude.add(rid)
+                st.held[rid] = need
+                self.used += need
+                chunks.append((rid, c, 0))
+                budget -= c
+                ntok += c
+                work += c * (c + 1) / 2
+        n = self.n_dec
+        if not chunks and not n:
+            self.busy = False  # idle: nothing runnable (waiting must be empty)
+            return
+        kvc = self.kv_coef
+        attended = self.K + n
+        if chunks or preempted:
+            # A single iteration; decode blocks are allocated now.
+            self.used += need_dec
+            nseq = n + len(chunks)
+            a = self._iter_time(ntok, nseq, work) + kvc * attended
+            self.step_k = 1
+            self.step_a = a
+            self.step_b = 0.0
+            self.step_stretch = False
+            self.step_chunks = chunks
+            dur = a
+        else:
+            # A stretch of pure decode iterations until the first finish or memory runs out.
+            k_fin = self.fin_heap[0][0] - self.it
+            while self.fin_heap and (self.fin_heap[0][3] != st.epoch[self.fin_heap[0][2]]
+                                     or self.fin_heap[0][2] not in self.phase):
+                heapq.heappop(self.fin_heap)
+                k_fin = self.fin_heap[0][0] - self.it
+            k = self._max_iters_fitting(self.total_blocks - self.used, k_fin)
+            a = self._decode_a(n) + kvc * attended
+            b = kvc * n
+            self.step_k = k
+            self.step_a = a
+            self.step_b = b
+            self.step_stretch = True
+            self.step_chunks = []
+            dur = k * a + b * k * (k - 1) / 2
+        self.busy = True
+        self.step_t0 = now
+        self.version += 1
+        self.schedule(now + dur, self.idx, self.version)
+
+    def _record(self, now: float) -> None:
+        self.s_time.append(now)
+        self.s_running.append(len(self.running))
+        self.s_waiting.append(len(self.waiting))
+        self.s_used.append(self.used)

@@ -1,0 +1,180 @@
+"""A naive reference engine: one instance, FCFS, one Python loop per iteration, per request.
+
+It implements the same vLLM v1 rules as ``servoir.sim.instance`` with none of its aggregates
+(no phases, no finish heap, no stretches, no cuts), so agreement of the two on random
+workloads checks the event skipping. Deliberately slow and simple; tests only.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def reference_run(arrival, prompt, output, *, lat, max_num_seqs, max_num_batched_tokens,
+                  block_size, num_blocks, enable_chunked_prefill=True, pp=1,
+                  max_iterations=2_000_000):
+    """Returns dict of lists: first_token_at, finish_at, first_scheduled_at, num_preemptions."""
+    n = len(arrival)
+    bs = block_size
+    computed = [0] * n
+    gen = [0] * n
+    held = [0] * n
+    first_tok = [math.nan] * n
+    finish = [math.nan] * n
+    first_sched = [math.nan] * n
+    npre = [0] * n
+    waiting: list = []
+    running: dict[int, int] = {}  # rid -> admission seq (insertion ordered)
+    seq = 0
+    used = 0
+    t = 0.0
+    nxt = 0
+    kvc = lat.kv_coef_s / pp
+
+    def iter_time(ntok, nseq, work):
+        if pp == 1:
+            return lat.step_time(ntok, nseq, 0, work)
+        mt = cdiv(ntok, pp)
+        return lat.step_time(mt, cdiv(nseq, pp), 0, work / pp) + (pp - 1) * lat.p2p_time(mt)
+
+    def is_dec(r):
+        return computed[r] == prompt[r] + gen[r] - 1 and gen[r] >= 1 and r in running and \
+            not prefill_pending[r]
+
+    prefill_pending = [True] * n
+
+    def enqueue(r):
+        nonlocal seq
+        seq += 1
+        heapq.heappush(waiting, (arrival[r], seq, r))
+
+    def preempt(r):
+        nonlocal used
+        del running[r]
+        used -= held[r]
+        held[r] = 0
+        computed[r] = 0
+        prefill_pending[r] = True
+        npre[r] += 1
+        enqueue(r)
+
+    def victim(exclude):
+        for r in reversed(running):
+            if r not in exclude:
+                return r
+        return -1
+
+    for _ in range(max_iterations):
+        while nxt < n and arrival[nxt] <= t:
+            enqueue(nxt)
+            nxt += 1
+        if not running and not waiting:
+            if nxt >= n:
+                break
+            t = arrival[nxt]
+            continue
+        budget = max_num_batched_tokens
+        preempted = False
+        exclude: set[int] = set()
+
+        def dec_need():
+            return sum(cdiv(computed[r] + 1, bs) - held[r] for r in running if is_dec(r))
+
+        while any(is_dec(r) for r in running) and dec_need() > num_blocks - used:
+            preempt(victim(exclude))
+            preempted = True
+        decs = [r for r in running if is_dec(r)]
+        budget -= len(decs)
+        chunks = []
+        for r in [r for r in running if not is_dec(r)]:
+            if budget <= 0:
+                break
+            if r not in running:
+                continue
+            c = min(prompt[r] + gen[r] - computed[r], budget)
+            need = cdiv(computed[r] + c, bs) - held[r]
+            ok = True
+            while need > num_blocks - used - dec_need():
+                v = victim(exclude)
+                preempted = True
+                if v == r or v < 0:
+                    preempt(r)
+                    ok = False
+                    break
+                if is_dec(v):
+                    budget += 1
+                preempt(v)
+            if not ok:
+                continue
+            exclude.add(r)
+            held[r] += need
+            used += need
+            chunks.append((r, c))
+            budget -= c
+        decs = [r for r in running if is_dec(r)]
+        if not preempted:
+            while waiting and budget > 0 and len(running) < max_num_seqs:
+                r = waiting[0][2]
+                need_tokens = prompt[r] + gen[r]
+                if enable_chunked_prefill:
+                    c = min(need_tokens, budget)
+                elif need_tokens <= budget:
+                    c = need_tokens
+                else:
+                    break
+                need = cdiv(c, bs)
+                if need > num_blocks - used - dec_need():
+                    break
+                heapq.heappop(waiting)
+                seq += 1
+                running[r] = seq
+                if math.isnan(first_sched[r]):
+                    first_sched[r] = t
+                exclude.add(r)
+                held[r] = need
+                used += need
+                chunks.append((r, c))
+                budget -= c
+        if not chunks and not decs:
+            if nxt >= n:
+                break
+            t = arrival[nxt]
+            continue
+        # Decode blocks now.
+        for r in decs:
+            g = cdiv(computed[r] + 1, bs) - held[r]
+            held[r] += g
+            used += g
+        ntok = len(decs) + sum(c for _, c in chunks)
+        work = sum(c * computed[r] + c * (c + 1) / 2 for r, c in chunks)
+        attended = sum(computed[r] + 1 for r in decs)
+        t = t + iter_time(ntok, len(decs) + len(chunks), work) + kvc * attended
+        done = []
+        for r in decs:
+            computed[r] += 1
+            gen[r] += 1
+            if gen[r] >= output[r]:
+                done.append(r)
+        for r, c in chunks:
+            computed[r] += c
+            if computed[r] == prompt[r] + gen[r]:
+                gen[r] += 1
+                prefill_pending[r] = False
+                if gen[r] == 1:
+                    first_tok[r] = t
+                if gen[r] >= output[r]:
+                    done.append(r)
+        for r in done:
+            finish[r] = t
+            del running[r]
+            used -= held[r]
+            held[r] = 0
+    else:
+        raise RuntimeError("reference did not finish")
+    return {"first_token_at": first_tok, "finish_at": finish, "first_scheduled_at": first_sched,
+            "num_preemptions": npre}
