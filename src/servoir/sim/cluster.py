@@ -48,6 +48,7 @@ class Cluster:
         seed: int = 0,
         max_concurrency: int | None = None,
         record_series: bool = True,
+        check: bool = False,
     ) -> None:
         self.w = workload
         n = len(workload)
@@ -67,7 +68,8 @@ class Cluster:
             sched = make_scheduler()
             sched.reset(stream(seed, "policy.scheduler", replication=k))
             self.instances.append(Instance(k, engine, latency, sched, self.st, self.view,
-                                           self._schedule, self._on_finish, record_series))
+                                           self._schedule, self._on_finish, record_series,
+                                           check))
         self.num_rejected = 0
         self.inflight = 0
         self.gate: deque[int] = deque()

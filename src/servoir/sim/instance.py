@@ -64,7 +64,8 @@ class Instance:
     def __init__(self, idx: int, params: EngineParams, latency: Any, scheduler: Any,
                  state: RequestState, make_view: Callable[[int], RequestView],
                  schedule: Callable[[float, int, int], None],
-                 on_finish: Callable[[int, float], None], record_series: bool = True) -> None:
+                 on_finish: Callable[[int, float], None], record_series: bool = True,
+                 check: bool = False) -> None:
         self.idx = idx
         self.p = params
         self.lat = latency
@@ -108,6 +109,8 @@ class Instance:
         self.num_steps = 0
         self.num_iterations = 0
         self.record_series = record_series
+        # Invariant checking (tests): recompute aggregates naively at every decision.
+        self.check = check
         self.s_time = array("d")
         self.s_running = array("q")
         self.s_waiting = array("q")
@@ -442,6 +445,8 @@ class Instance:
                 ntok += c
                 work += c * (c + 1) / 2
         n = self.n_dec
+        if self.check:
+            self._check_invariants(ntok, chunks, need_dec)
         if not chunks and not n:
             self.busy = False  # idle: nothing runnable (waiting must be empty)
             return
@@ -478,6 +483,33 @@ class Instance:
         self.step_t0 = now
         self.version += 1
         self.schedule(now + dur, self.idx, self.version)
+
+    def _check_invariants(self, ntok: int, chunks: list[tuple[int, int, int]],
+                          need_dec: int) -> None:
+        """Naive recomputation of the aggregates (tests only; O(n) per decision)."""
+        st, bs = self.st, self.bs
+        p = self.p
+        assert ntok <= p.max_num_batched_tokens, f"token budget exceeded: {ntok}"
+        assert len(self.running) <= p.max_num_seqs, "sequence cap exceeded"
+        used = 0
+        k_sum = 0
+        cnt = [0] * bs
+        for rid in self.running:
+            if rid in self.phase:
+                comp = st.computed[rid] + self.it - st.base_it[rid]
+                assert comp == st.prompt[rid] + st.gen[rid] + self.it - st.base_it[rid] - 1
+                used += -(-comp // bs)
+                k_sum += comp
+                cnt[(comp - self.it) % bs] += 1
+            else:
+                assert rid in self.prefilling
+                used += st.held[rid]
+        assert used == self.used, f"blocks in use {self.used} != recomputed {used}"
+        assert k_sum == self.K, f"K {self.K} != recomputed {k_sum}"
+        assert cnt == self.phase_cnt, "phase counts drifted"
+        assert 0 <= self.used + need_dec <= self.total_blocks, "KV blocks over capacity"
+        assert len(self.phase) == self.n_dec
+        assert all(c > 0 for _, c, _ in chunks)
 
     def _record(self, now: float) -> None:
         self.s_time.append(now)

@@ -109,6 +109,8 @@ class Workload:
     def take(self, idx: np.ndarray | slice) -> Workload:
         """Rows ``idx`` (in order) as a new workload."""
         idx = np.arange(len(self))[idx] if isinstance(idx, slice) else np.asarray(idx)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
 
         def pick(col):  # type: ignore[no-untyped-def]
             return None if col is None else col[idx]

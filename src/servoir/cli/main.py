@@ -1,0 +1,257 @@
+"""The ``servoir`` command line: thin, config -> library call -> files and a terminal table.
+
+Bad input exits with status 2 and one line on stderr naming the file, line or field; never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from servoir.errors import ServoirError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Operations research for LLM serving: simulate, compare, size.")
+hardware_app = typer.Typer(no_args_is_help=True, help="Model, GPU and latency-model data.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (speed), never part of tests.")
+app.add_typer(hardware_app, name="hardware")
+app.add_typer(bench_app, name="bench")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly(fn: F) -> F:
+    """Print servoir's input errors as one line and exit 2 (no traceback)."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ServoirError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def progress_bar(total_label: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """A rich progress bar on stderr (only when stderr is a terminal)."""
+    if not sys.stderr.isatty():
+        return (lambda done, total: None), (lambda: None)
+    from rich.console import Console
+    from rich.progress import Progress
+
+    prog = Progress(console=Console(stderr=True), transient=True)
+    task = prog.add_task(total_label, total=None)
+    prog.start()
+
+    def update(done: int, total: int) -> None:
+        prog.update(task, completed=done, total=total)
+
+    return update, prog.stop
+
+
+Opt = typer.Option
+
+
+@app.command()
+@friendly
+def simulate(
+    config: Annotated[Path | None, typer.Argument(help="YAML/JSON config file.")] = None,
+    trace: Annotated[str | None, Opt(help="Trace file or built-in name.")] = None,
+    rate: Annotated[float | None, Opt(help="Mean arrival rate (req/s).")] = None,
+    num_requests: Annotated[int | None, Opt(help="Number of requests.")] = None,
+    model: Annotated[str | None, Opt(help="Model name.")] = None,
+    gpu: Annotated[str | None, Opt(help="GPU name.")] = None,
+    tp: Annotated[int | None, Opt(help="Tensor-parallel degree.")] = None,
+    pp: Annotated[int | None, Opt(help="Pipeline-parallel degree.")] = None,
+    instances: Annotated[int | None, Opt(help="Number of instances.")] = None,
+    kv_tokens: Annotated[int | None, Opt(help="KV capacity per instance (tokens).")] = None,
+    router: Annotated[str | None, Opt(help="Routing policy.")] = None,
+    scheduler: Annotated[str | None, Opt(help="Scheduling policy.")] = None,
+    max_concurrency: Annotated[int | None, Opt(help="Closed-loop cap on requests in flight.")] = None,
+    slo_ttft: Annotated[float | None, Opt(help="TTFT SLO (s).")] = None,
+    slo_tpot: Annotated[float | None, Opt(help="TPOT SLO (s).")] = None,
+    set_: Annotated[list[str] | None, Opt("--set", help="key=value override (repeatable).")] = None,
+    seed: Annotated[int | None, Opt(help="Root seed.")] = None,
+    out: Annotated[Path | None, Opt(help="Write requests/series Parquet and summary.json here.")] = None,
+    as_json: Annotated[bool, Opt("--json", help="Print one JSON object on stdout.")] = False,
+) -> None:
+    """Simulate one configuration and print its metrics."""
+    from servoir.config import load_config
+    from servoir.experiments.run import run
+
+    flags = {
+        "workload.trace": trace, "workload.rate": rate, "workload.num_requests": num_requests,
+        "workload.max_concurrency": max_concurrency, "hardware.model": model,
+        "hardware.gpu": gpu, "hardware.tp": tp, "hardware.pp": pp,
+        "hardware.kv_tokens": kv_tokens, "cluster.instances": instances,
+        "cluster.router.name": router, "instance.scheduler.name": scheduler,
+        "slo.ttft_s": slo_ttft, "slo.tpot_s": slo_tpot, "seed": seed,
+    }
+    cfg = load_config(config, flags, set_)
+    update, stop = progress_bar("simulating")
+    try:
+        result = run(cfg, progress=update)
+    finally:
+        stop()
+    head = result.headline()
+    head["wall_s"] = result.meta["wall_s"]
+    if out is not None:
+        result.write(out)
+    if as_json:
+        typer.echo(json.dumps(head))
+        return
+    from servoir.cli.report import print_headline
+
+    print_headline(head, cfg)
+
+
+@app.command()
+@friendly
+def compare(
+    trace: Annotated[str, Opt(help="Trace file or built-in name.")] = "azure_conv",
+    rate: Annotated[float | None, Opt(help="Replay at this mean rate (req/s).")] = 26.0,
+    num_requests: Annotated[int | None, Opt(help="First N requests of the trace.")] = None,
+    model: Annotated[str, Opt(help="Model name.")] = "llama-3-8b",
+    gpu: Annotated[str, Opt(help="GPU name.")] = "a100",
+    tp: Annotated[int, Opt(help="Tensor-parallel degree.")] = 1,
+    instances: Annotated[int, Opt(help="Number of instances.")] = 4,
+    routers: Annotated[str, Opt(help="Comma-separated routers.")] = "round_robin,jsq,least_outstanding_tokens,power_of_two",
+    schedulers: Annotated[str, Opt(help="Comma-separated schedulers.")] = "fcfs",
+    slo_ttft: Annotated[float, Opt(help="TTFT SLO (s).")] = 1.0,
+    slo_tpot: Annotated[float, Opt(help="TPOT SLO (s).")] = 0.1,
+    set_: Annotated[list[str] | None, Opt("--set", help="key=value override (repeatable).")] = None,
+    seed: Annotated[int, Opt(help="Root seed.")] = 0,
+    out: Annotated[Path, Opt(help="Output folder.")] = Path("results/compare"),
+    as_json: Annotated[bool, Opt("--json", help="Print the table as JSON.")] = False,
+) -> None:
+    """The main job: one scenario under several policy combinations, one table and one plot.
+
+    With no arguments: the Azure LLM 2023 conversation trace (19,366 real requests, replayed at
+    26 req/s, about 80% of capacity) on 4 Llama-3-8B A100 instances.
+    """
+    from servoir.experiments.compare import compare_policies
+
+    table = compare_policies(
+        trace=trace, rate=rate, num_requests=num_requests, model=model, gpu=gpu, tp=tp,
+        instances=instances, routers=_split(routers), schedulers=_split(schedulers),
+        slo_ttft=slo_ttft, slo_tpot=slo_tpot, overrides=set_ or [], seed=seed, out=out,
+        progress=not as_json)
+    if as_json:
+        typer.echo(json.dumps(table["rows"]))
+        return
+    from servoir.cli.report import print_compare
+
+    print_compare(table)
+
+
+def _split(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+@app.command()
+@friendly
+def policies() -> None:
+    """List registered policies with their declared guarantees."""
+    from servoir import registry
+    from servoir.cli.report import print_policies
+
+    rows = []
+    for fam in ("routing", "scheduling"):
+        for name in registry.names(fam):
+            info = registry.get(fam, name).info
+            rows.append((fam, name, ", ".join(info.guarantees), info.reference))
+    print_policies(rows)
+
+
+@hardware_app.command("list")
+@friendly
+def hardware_list(as_json: Annotated[bool, Opt("--json")] = False) -> None:
+    """Models, GPUs and the (model, GPU, TP) pairs with shipped fitted coefficients."""
+    from servoir import hardware as hw
+    from servoir.cli.report import print_hardware
+
+    data = {
+        "models": {m: _spec_row(hw.get_model(m)) for m in hw.list_models()},
+        "gpus": {g: _spec_row(hw.get_gpu(g)) for g in hw.list_gpus()},
+        "fitted": [list(p) for p in hw.list_fitted_pairs()],
+    }
+    if as_json:
+        typer.echo(json.dumps(data))
+        return
+    print_hardware(data)
+
+
+def _spec_row(spec: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {k: v for k, v in asdict(spec).items() if isinstance(v, (int, float, str))}
+
+
+@hardware_app.command("fit")
+@friendly
+def hardware_fit(
+    csv: Annotated[Path | None, Opt(help="Fit your own whole-iteration profile CSV.")] = None,
+    model: Annotated[str | None, Opt(help="Model of the CSV (for its name).")] = None,
+    gpu: Annotated[str | None, Opt(help="GPU of the CSV.")] = None,
+    tp: Annotated[int, Opt(help="TP degree of the CSV.")] = 1,
+    write: Annotated[Path | None, Opt(help="Write the coefficients JSON here.")] = None,
+    as_json: Annotated[bool, Opt("--json")] = False,
+) -> None:
+    """Refit latency models from the shipped profiles (or your CSV) and print their errors."""
+    from servoir.cli.report import print_fits
+    from servoir.hardware import fit as fitmod
+
+    if csv is not None:
+        reports = [fitmod.fit_profile_csv(csv, model=model, gpu=gpu, tp=tp)]
+    else:
+        reports = fitmod.fit_all()
+    rows = [_fit_row(r) for r in reports]
+    if write is not None:
+        fitmod.write_coefficients(reports, write)
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    print_fits(rows)
+
+
+def _fit_row(report: Any) -> dict[str, Any]:
+    lm = report.latency
+    row: dict[str, Any] = {"model": lm.model, "gpu": lm.gpu, "tp": lm.tp, "source": lm.source,
+                           "overhead_ms": lm.overhead_s * 1e3,
+                           "kv_ns_per_token": lm.kv_coef_s * 1e9,
+                           "prefill_attn_ps_per_pair": lm.prefill_attn_coef_s * 1e12,
+                           "t(1 tok)_ms": lm.token_time(1) * 1e3,
+                           "t(2048 tok)_ms": lm.token_time(2048) * 1e3}
+    for check, err in report.errors.items():
+        row[f"{check}_err"] = err.get("mean_abs_rel_err", float("nan"))
+    return row
+
+
+@bench_app.command("sim")
+@friendly
+def bench_sim(
+    quick: Annotated[bool, Opt(help="Smaller workloads (for a smoke run).")] = False,
+    as_json: Annotated[bool, Opt("--json")] = False,
+) -> None:
+    """Simulated requests per wall second on the fixed benchmark workloads."""
+    from servoir.experiments.bench import run_sim_bench
+
+    rows = run_sim_bench(quick=quick, echo=None if as_json else typer.echo)
+    if as_json:
+        typer.echo(json.dumps(rows))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,96 @@
+"""Terminal tables for the CLI (rich). Formatting only; no logic."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v * 1e3:,.1f}"
+
+
+def print_headline(head: dict[str, Any], cfg: Any) -> None:
+    """One run's metrics."""
+    hw = cfg.hardware
+    console.print(
+        f"[bold]{head['num_requests']:,}[/] requests, {cfg.cluster.instances} x {hw.model} on "
+        f"{hw.gpu} (tp={hw.tp}, pp={hw.pp}), router {cfg.cluster.router.name}, scheduler "
+        f"{cfg.instance.scheduler.name}")
+    t = Table("metric (ms)", "mean", "p50", "p90", "p99")
+    for name, stats in head["metrics"].items():
+        t.add_row(name.removesuffix("_s"), *(_ms(stats[k]) for k in ("mean", "p50", "p90", "p99")))
+    console.print(t)
+    extra = (f"finished {head['num_finished']:,}  rejected {head['num_rejected']:,}  "
+             f"preemptions {head['num_preemptions']:,}  throughput "
+             f"{head['throughput_rps']:.2f} req/s, {head['output_tokens_per_s']:,.0f} tok/s")
+    if "slo_attainment" in head:
+        extra += (f"  SLO attainment {head['slo_attainment']:.1%}, goodput "
+                  f"{head['goodput_rps']:.2f} req/s")
+    console.print(extra)
+    console.print(f"[dim]{head['sim_events']:,} events in {head['wall_s']:.2f} s wall[/]")
+
+
+def print_compare(table: dict[str, Any]) -> None:
+    """The comparison table of ``servoir compare``."""
+    console.print(f"[bold]{table['title']}[/]")
+    t = Table("router", "scheduler", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99",
+              "E2E mean", "SLO att.", "goodput", "preempt.", title="latencies in ms")
+    best = max(r["slo_attainment"] for r in table["rows"])
+    for r in table["rows"]:
+        att = f"{r['slo_attainment']:.1%}"
+        if r["slo_attainment"] == best:
+            att = f"[bold green]{att}[/]"
+        t.add_row(r["router"], r["scheduler"], _ms(r["ttft_p50_s"]), _ms(r["ttft_p99_s"]),
+                  _ms(r["tpot_p50_s"]), _ms(r["tpot_p99_s"]), _ms(r["e2e_mean_s"]), att,
+                  f"{r['goodput_rps']:.2f}", f"{r['num_preemptions']:,}")
+    console.print(t)
+    console.print(f"baseline (what engines ship): {table['baseline']}")
+    for p in table["files"]:
+        console.print(f"wrote {p}")
+
+
+def print_policies(rows: list[tuple[str, str, str, str]]) -> None:
+    """Registered policies."""
+    t = Table("family", "name", "guarantees", "reference")
+    for r in rows:
+        t.add_row(*r)
+    console.print(t)
+
+
+def print_hardware(data: dict[str, Any]) -> None:
+    """Models, GPUs and fitted pairs."""
+    t = Table("model", "layers", "hidden", "heads", "kv heads", "params (B)", "KV bytes/token")
+    for name, m in data["models"].items():
+        t.add_row(name, str(m.get("num_layers")), str(m.get("hidden_size")),
+                  str(m.get("num_heads")), str(m.get("num_kv_heads")),
+                  f"{m.get('num_params', 0) / 1e9:.1f}", "")
+    console.print(t)
+    g = Table("gpu", "memory (GB)", "HBM (TB/s)", "bf16 (TFLOP/s)")
+    for name, s in data["gpus"].items():
+        g.add_row(name, f"{s.get('memory_bytes', 0) / 1e9:.0f}",
+                  f"{s.get('hbm_bandwidth_bytes_per_s', 0) / 1e12:.2f}",
+                  f"{s.get('bf16_flops', 0) / 1e12:.0f}")
+    console.print(g)
+    console.print(f"{len(data['fitted'])} fitted (model, gpu, tp) pairs: "
+                  + ", ".join(f"{m}/{g}/tp{tp}" for m, g, tp in data["fitted"]))
+
+
+def print_fits(rows: list[dict[str, Any]]) -> None:
+    """Fit reports of ``servoir hardware fit``: coefficients and mean relative errors."""
+    if not rows:
+        console.print("no fits")
+        return
+    t = Table("pair", "source", "overhead ms", "t(1 tok) ms", "t(2048 tok) ms", "KV ns/tok",
+              "mean |rel err| vs profile points")
+    for r in rows:
+        errs = "  ".join(f"{k.removesuffix('_err')} {v:.1%}" for k, v in r.items()
+                         if k.endswith("_err") and v == v)
+        t.add_row(f"{r['model']}/{r['gpu']}/tp{r['tp']}", r["source"].removeprefix("fit:"),
+                  f"{r['overhead_ms']:.2f}", f"{r['t(1 tok)_ms']:.2f}",
+                  f"{r['t(2048 tok)_ms']:.1f}", f"{r['kv_ns_per_token']:.2f}", errs)
+    console.print(t)

@@ -1,0 +1,161 @@
+"""``run(cfg) -> RunResult``: a pure function of the configuration.
+
+``build(cfg)`` turns the pydantic config into plain objects (workload, engine parameters,
+latency model, policies) before the run, so the hot loop never touches pydantic.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from servoir import __version__, registry
+from servoir.config import GeneratorConfig, LengthsConfig, SimConfig
+from servoir.errors import InputError
+from servoir.hardware import (
+    default_activation_reserve_bytes,
+    get_latency_model,
+    get_model,
+    kv_capacity_tokens,
+)
+from servoir.results import RunResult
+from servoir.rng import stream
+from servoir.sim import Cluster, EngineParams, collect
+from servoir.workload import Workload
+from servoir.workload import generators as gen
+from servoir.workload import lengths as ln
+from servoir.workload.readers import read_trace
+
+DEFAULT_NUM_REQUESTS = 1000
+DEFAULT_RATE = 1.0
+
+
+def build_lengths(cfg: LengthsConfig) -> Any:
+    """The length distribution a generated workload draws from."""
+    if cfg.kind == "uniform":
+        return ln.Uniform(cfg.prompt[0], cfg.prompt[1], cfg.output[0], cfg.output[1])
+    if cfg.kind == "fixed":
+        return ln.Fixed(cfg.prompt[0], cfg.output[0])
+    if cfg.kind == "lognormal":
+        return ln.LogNormal(cfg.prompt_mean, cfg.prompt_sigma, cfg.output_mean, cfg.output_sigma)
+    return ln.Empirical.from_trace(cfg.trace)
+
+
+def generate(cfg: GeneratorConfig, rate: float, num_requests: int, seed: int,
+             lengths: Any | None = None) -> Workload:
+    """A generated workload: arrival process ``cfg.kind`` at mean ``rate``."""
+    lengths = lengths if lengths is not None else build_lengths(cfg.lengths)
+    rng = stream(seed, "workload.arrivals")
+    if cfg.kind == "poisson":
+        return gen.poisson(rate, num_requests, lengths, rng)
+    if cfg.kind == "gamma":
+        return gen.gamma(rate, cfg.cv, num_requests, lengths, rng)
+    if len(cfg.rates) != len(cfg.sojourn_s):
+        raise InputError("generator.rates and generator.sojourn_s need the same length",
+                         field="workload.generator.rates")
+    # Rates are relative: scale them so the long-run mean rate is `rate`.
+    mean = gen.mmpp_mean_rate(cfg.rates, cfg.sojourn_s)
+    rates = [r * rate / mean for r in cfg.rates]
+    return gen.mmpp(rates, cfg.sojourn_s, num_requests, lengths, rng)
+
+
+def build_workload(cfg: SimConfig) -> Workload:
+    """The workload of a run: a trace (optionally re-rated and truncated) or a generator."""
+    wc = cfg.workload
+    if wc.trace is not None:
+        w = read_trace(wc.trace, seed=cfg.seed)
+        if not w.meta.get("has_arrivals", True):
+            # A length table without timestamps: its lengths drive a generated arrival process.
+            lengths = ln.Empirical(w.num_prompt_tokens, w.num_output_tokens, source=w.source)
+            return generate(wc.generator, wc.rate or DEFAULT_RATE,
+                            wc.num_requests or DEFAULT_NUM_REQUESTS, cfg.seed, lengths)
+        if wc.num_requests is not None:
+            if wc.num_requests > len(w):
+                raise InputError(f"num_requests={wc.num_requests} but the trace has {len(w)}",
+                                 file=w.source, field="workload.num_requests")
+            w = w.head(wc.num_requests)
+        if wc.rate is not None:
+            w = w.with_rate(wc.rate)
+        return w
+    return generate(wc.generator, wc.rate or DEFAULT_RATE,
+                    wc.num_requests or DEFAULT_NUM_REQUESTS, cfg.seed)
+
+
+@dataclass
+class Built:
+    """Plain objects of one run, ready to simulate."""
+
+    workload: Workload
+    engine: EngineParams
+    latency: Any
+    make_router: Callable[[], Any]
+    make_scheduler: Callable[[], Any]
+    max_model_len: int
+    kv_tokens: int
+
+
+def build(cfg: SimConfig, workload: Workload | None = None) -> Built:
+    """Resolve names and capacities; validate policies by constructing them once."""
+    hw, eng = cfg.hardware, cfg.engine
+    spec = get_model(hw.model)
+    latency = get_latency_model(hw.model, hw.gpu, hw.tp)
+    if hw.kv_tokens is not None:
+        kv_tokens = hw.kv_tokens
+    else:
+        reserve = default_activation_reserve_bytes(spec, hw.tp, eng.max_num_batched_tokens,
+                                                   eng.max_num_seqs)
+        kv_tokens = kv_capacity_tokens(hw.model, hw.gpu, hw.tp, hw.pp,
+                                       eng.gpu_memory_utilization, reserve)
+    num_blocks = kv_tokens // eng.block_size
+    if num_blocks < 1:
+        raise InputError(f"KV capacity {kv_tokens} tokens is less than one block",
+                         field="hardware.kv_tokens")
+    # vLLM refuses to start when the KV cache cannot hold one max-length sequence; here the
+    # effective limit is capped at capacity so that every accepted request can run alone.
+    max_model_len = min(eng.max_model_len or spec.max_model_len, num_blocks * eng.block_size)
+    if not eng.enable_chunked_prefill:
+        max_model_len = min(max_model_len, eng.max_num_batched_tokens)
+    engine = EngineParams(eng.max_num_seqs, eng.max_num_batched_tokens, eng.block_size,
+                          num_blocks, eng.enable_chunked_prefill, hw.pp)
+    r, s = cfg.cluster.router, cfg.instance.scheduler
+    registry.create("routing", r.name, r.params)
+    registry.create("scheduling", s.name, s.params)
+    return Built(
+        workload=workload if workload is not None else build_workload(cfg),
+        engine=engine,
+        latency=latency,
+        make_router=lambda: registry.create("routing", r.name, r.params),
+        make_scheduler=lambda: registry.create("scheduling", s.name, s.params),
+        max_model_len=max_model_len,
+        kv_tokens=num_blocks * eng.block_size,
+    )
+
+
+def run(cfg: SimConfig, workload: Workload | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        record_series: bool = True) -> RunResult:
+    """Simulate ``cfg`` (on ``workload`` if given, else the configured one)."""
+    t0 = time.perf_counter()
+    b = build(cfg, workload)
+    cluster = Cluster(
+        b.workload, num_instances=cfg.cluster.instances, engine=b.engine, latency=b.latency,
+        router=b.make_router(), make_scheduler=b.make_scheduler,
+        max_model_len=b.max_model_len, seed=cfg.seed,
+        max_concurrency=cfg.workload.max_concurrency, record_series=record_series)
+    loop_s = cluster.run(progress)
+    meta = {
+        "config_digest": cfg.digest(),
+        "version": __version__,
+        "seed": cfg.seed,
+        "slo": cfg.slo.model_dump(),
+        "kv_tokens_per_instance": b.kv_tokens,
+        "max_model_len": b.max_model_len,
+        "latency_model": getattr(b.latency, "source", ""),
+        "workload_source": b.workload.source,
+        "loop_wall_s": loop_s,
+    }
+    result = collect(cluster, meta)
+    result.meta["wall_s"] = time.perf_counter() - t0
+    return result
