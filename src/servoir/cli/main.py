@@ -121,7 +121,7 @@ def simulate(
 @friendly
 def compare(
     trace: Annotated[str, Opt(help="Trace file or built-in name.")] = "azure_conv",
-    rate: Annotated[float | None, Opt(help="Replay at this mean rate (req/s).")] = 26.0,
+    rate: Annotated[float | None, Opt(help="Replay at this mean rate (req/s).")] = 22.0,
     num_requests: Annotated[int | None, Opt(help="First N requests of the trace.")] = None,
     model: Annotated[str, Opt(help="Model name.")] = "llama-3-8b",
     gpu: Annotated[str, Opt(help="GPU name.")] = "a100",
@@ -139,7 +139,7 @@ def compare(
     """The main job: one scenario under several policy combinations, one table and one plot.
 
     With no arguments: the Azure LLM 2023 conversation trace (19,366 real requests, replayed at
-    26 req/s, about 80% of capacity) on 4 Llama-3-8B A100 instances.
+    22 req/s, about 70% of the cluster's saturated throughput) on 4 Llama-3-8B A100 instances.
     """
     from servoir.experiments.compare import compare_policies
 

@@ -7,7 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+# At least 120 columns, so tables stay readable when piped or in a narrow terminal.
+console = Console(width=max(Console().width, 120))
 
 
 def _ms(v: float | None) -> str:
@@ -36,22 +37,26 @@ def print_headline(head: dict[str, Any], cfg: Any) -> None:
 
 
 def print_compare(table: dict[str, Any]) -> None:
-    """The comparison table of ``servoir compare``."""
+    """The comparison table of ``servoir compare`` (latencies in seconds)."""
     console.print(f"[bold]{table['title']}[/]")
-    t = Table("router", "scheduler", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99",
-              "E2E mean", "SLO att.", "goodput", "preempt.", title="latencies in ms")
+    t = Table("router + scheduler", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "E2E mean",
+              "SLO att.", "goodput/s", "preempt", title="latencies in seconds")
     best = max(r["slo_attainment"] for r in table["rows"])
     for r in table["rows"]:
         att = f"{r['slo_attainment']:.1%}"
         if r["slo_attainment"] == best:
             att = f"[bold green]{att}[/]"
-        t.add_row(r["router"], r["scheduler"], _ms(r["ttft_p50_s"]), _ms(r["ttft_p99_s"]),
-                  _ms(r["tpot_p50_s"]), _ms(r["tpot_p99_s"]), _ms(r["e2e_mean_s"]), att,
+        t.add_row(f"{r['router']} + {r['scheduler']}", _s(r["ttft_p50_s"]), _s(r["ttft_p99_s"]),
+                  _s(r["tpot_p50_s"]), _s(r["tpot_p99_s"]), _s(r["e2e_mean_s"]), att,
                   f"{r['goodput_rps']:.2f}", f"{r['num_preemptions']:,}")
     console.print(t)
     console.print(f"baseline (what engines ship): {table['baseline']}")
     for p in table["files"]:
         console.print(f"wrote {p}")
+
+
+def _s(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3g}"
 
 
 def print_policies(rows: list[tuple[str, str, str, str]]) -> None:

@@ -8,6 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from servoir.policies.base import ParamsMixin, PolicyInfo
+from servoir.policies.routing.ties import pick_min
 from servoir.registry import register
 from servoir.views import ReplicaTable, RequestView
 
@@ -15,8 +16,8 @@ from servoir.views import ReplicaTable, RequestView
 @register
 @dataclass(kw_only=True, repr=False)
 class JoinShortestQueue(ParamsMixin):
-    """Route to the replica with the fewest requests in system (waiting + running); ties to the
-    lowest index.
+    """Route to the replica with the fewest requests in system (waiting + running); ties broken in
+    rotation.
 
     Guarantees
     ----------
@@ -34,7 +35,8 @@ class JoinShortestQueue(ParamsMixin):
         reference="Winston 1977, Optimality of the shortest line discipline")
 
     def reset(self, num_replicas: int, rng: np.random.Generator) -> None:
-        """No state."""
+        """Start the tie-breaking rotation at replica 0."""
+        self.turn_ = 0
 
     def load(self, replicas: ReplicaTable) -> np.ndarray:
         """The load measure minimised: requests in system per replica."""
@@ -42,4 +44,4 @@ class JoinShortestQueue(ParamsMixin):
 
     def route(self, request: RequestView, replicas: ReplicaTable) -> int:
         """Argmin of waiting + running."""
-        return int(np.argmin(self.load(replicas)))
+        return pick_min(self, self.load(replicas))

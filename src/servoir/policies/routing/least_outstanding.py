@@ -8,6 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from servoir.policies.base import ParamsMixin, PolicyInfo
+from servoir.policies.routing.ties import pick_min
 from servoir.registry import register
 from servoir.views import ReplicaTable, RequestView
 
@@ -16,7 +17,7 @@ from servoir.views import ReplicaTable, RequestView
 @dataclass(kw_only=True, repr=False)
 class LeastOutstandingTokens(ParamsMixin):
     """Route to the replica with the fewest outstanding tokens (prompt + output of the requests
-    assigned and not finished); ties to the lowest index.
+    assigned and not finished); ties broken in rotation.
 
     Guarantees
     ----------
@@ -34,7 +35,8 @@ class LeastOutstandingTokens(ParamsMixin):
         reference="SGLang router load measure; Graham 1966 list scheduling")
 
     def reset(self, num_replicas: int, rng: np.random.Generator) -> None:
-        """No state."""
+        """Start the tie-breaking rotation at replica 0."""
+        self.turn_ = 0
 
     def load(self, replicas: ReplicaTable) -> np.ndarray:
         """The load measure minimised: outstanding tokens per replica."""
@@ -42,4 +44,4 @@ class LeastOutstandingTokens(ParamsMixin):
 
     def route(self, request: RequestView, replicas: ReplicaTable) -> int:
         """Argmin of outstanding tokens."""
-        return int(np.argmin(self.load(replicas)))
+        return pick_min(self, self.load(replicas))
