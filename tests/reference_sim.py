@@ -34,13 +34,15 @@ def reference_run(arrival, prompt, output, *, lat, max_num_seqs, max_num_batched
     used = 0
     t = 0.0
     nxt = 0
-    kvc = lat.kv_coef_s / pp
-
     def iter_time(ntok, nseq, work):
-        if pp == 1:
-            return lat.step_time(ntok, nseq, 0, work)
-        mt = cdiv(ntok, pp)
-        return lat.step_time(mt, cdiv(nseq, pp), 0, work / pp) + (pp - 1) * lat.p2p_time(mt)
+        # Pipeline: m = min(pp, nseq) micro-batches, each through all stages.
+        m = max(1, min(pp, nseq))
+        mt = cdiv(ntok, m)
+        hops = (pp - 1) * lat.p2p_time(mt) if pp > 1 else 0.0
+        return lat.step_time(mt, cdiv(nseq, m), 0, work / m) + hops
+
+    def kv_coef(nseq):
+        return lat.kv_coef_s / max(1, min(pp, nseq))
 
     def is_dec(r):
         return computed[r] == prompt[r] + gen[r] - 1 and gen[r] >= 1 and r in running and \
@@ -153,7 +155,8 @@ def reference_run(arrival, prompt, output, *, lat, max_num_seqs, max_num_batched
         ntok = len(decs) + sum(c for _, c in chunks)
         work = sum(c * computed[r] + c * (c + 1) / 2 for r, c in chunks)
         attended = sum(computed[r] + 1 for r in decs)
-        t = t + iter_time(ntok, len(decs) + len(chunks), work) + kvc * attended
+        nseq = len(decs) + len(chunks)
+        t = t + iter_time(ntok, nseq, work) + kv_coef(nseq) * attended
         done = []
         for r in decs:
             computed[r] += 1

@@ -55,14 +55,26 @@ class LengthsConfig(_Frozen):
 class GeneratorConfig(_Frozen):
     """Arrival process for generated workloads (used when no trace is given)."""
 
-    kind: Literal["poisson", "gamma", "mmpp"] = "poisson"
-    """Poisson, Gamma-bursty (``cv``), or Markov-modulated Poisson (``rates``, ``sojourn_s``)."""
+    kind: Literal["poisson", "gamma", "mmpp", "sessions", "sharegpt_sessions"] = "poisson"
+    """Poisson, Gamma-bursty (``cv``), Markov-modulated Poisson (``rates``, ``sojourn_s``), or
+    multi-turn sessions (``sessions``: ``turns`` turns with lengths from ``lengths``;
+    ``sharegpt_sessions``: real ShareGPT conversations). For sessions ``workload.rate`` is the
+    rate of session starts and each later turn arrives ``think_time_s`` (exponential mean) after
+    the previous turn finishes."""
     cv: float = Field(default=1.0, gt=0)
     """Coefficient of variation of Gamma inter-arrival gaps (1 = Poisson)."""
     rates: tuple[float, ...] = (1.0, 0.0)
     """MMPP per-state rates, as multiples of ``workload.rate`` normalised to mean 1."""
     sojourn_s: tuple[float, ...] = (10.0, 10.0)
     """MMPP mean time in each state (seconds)."""
+    turns: int = Field(default=4, ge=1)
+    """``sessions``: turns per session."""
+    think_time_s: float = Field(default=5.0, ge=0)
+    """Sessions: mean think time between a turn's finish and the next turn's arrival."""
+    history: bool = True
+    """``sessions``: each turn's prompt carries the whole conversation so far."""
+    sessions: int | None = Field(default=None, gt=0)
+    """Number of sessions (default: ``num_requests / turns``, rounded up)."""
     lengths: LengthsConfig = Field(default_factory=LengthsConfig)
     """Length distribution."""
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from factories import LinearLatency, simulate
 
 from servoir.analysis.queueing import md1_wait, mg1_wait_pk
 from servoir.analysis.stats import replication_ci
 from servoir.rng import stream
 from servoir.sim import EngineParams
 from servoir.workload import Workload
+
+from factories import LinearLatency, simulate
 
 STEP_S = 0.02
 CONSTANT = LinearLatency(base=STEP_S, per_token=0.0, per_seq=0.0, kv_coef_s=0.0, attn=0.0)

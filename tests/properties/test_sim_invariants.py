@@ -11,12 +11,13 @@
 from __future__ import annotations
 
 import numpy as np
-from factories import LinearLatency, make_workload, simulate
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference_sim import reference_run
 
 from servoir.sim import EngineParams
+
+from factories import LinearLatency, make_workload, simulate
+from reference_sim import reference_run
 
 engines = st.fixed_dictionaries({
     "seed": st.integers(0, 10_000),

@@ -46,12 +46,19 @@ def build_lengths(cfg: LengthsConfig) -> Any:
 def generate(cfg: GeneratorConfig, rate: float, num_requests: int, seed: int,
              lengths: Any | None = None) -> Workload:
     """A generated workload: arrival process ``cfg.kind`` at mean ``rate``."""
-    lengths = lengths if lengths is not None else build_lengths(cfg.lengths)
+    if lengths is None and cfg.kind != "sharegpt_sessions":
+        lengths = build_lengths(cfg.lengths)
     rng = stream(seed, "workload.arrivals")
     if cfg.kind == "poisson":
         return gen.poisson(rate, num_requests, lengths, rng)
     if cfg.kind == "gamma":
         return gen.gamma(rate, cfg.cv, num_requests, lengths, rng)
+    if cfg.kind in ("sessions", "sharegpt_sessions"):
+        num_sessions = cfg.sessions or -(-num_requests // cfg.turns)
+        if cfg.kind == "sessions":
+            return gen.sessions(num_sessions, cfg.turns, cfg.think_time_s, rate, lengths, rng,
+                                accumulate_history=cfg.history)
+        return gen.sharegpt_sessions(num_sessions, cfg.think_time_s, rate, rng)
     if len(cfg.rates) != len(cfg.sojourn_s):
         raise InputError("generator.rates and generator.sojourn_s need the same length",
                          field="workload.generator.rates")

@@ -98,3 +98,17 @@ class Evictor(Protocol):
     def on_hit(self, block_ids: np.ndarray, now: float) -> None: ...
 
     def evict(self, num_blocks: int) -> np.ndarray: ...
+
+
+@runtime_checkable
+class ExpertPlacement(Protocol):
+    """MoE family: place (and replicate) experts on GPUs from their load history.
+
+    Not a per-request policy: a function over numpy arrays, as DeepSeek's EPLB
+    ``rebalance_experts``. ``weight`` is ``[layers, experts]`` load; the result is
+    ``(phy2log [L, replicas], log2phy [L, experts, max replicas] padded with -1,
+    logcnt [L, experts])``, all int64.
+    """
+
+    def __call__(self, weight: np.ndarray, num_replicas: int, num_groups: int, num_nodes: int,
+                 num_gpus: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...

@@ -102,8 +102,6 @@ class Instance:
         self.step_chunks: list[tuple[int, int, int]] = []  # (rid, tokens, computed_before)
         self.step_stretch = False
         self.a_cache: dict[int, float] = {}
-        pp = params.pp
-        self.kv_coef = latency.kv_coef_s / pp
         # Counters and series.
         self.num_preemptions = 0
         self.num_steps = 0
@@ -118,14 +116,27 @@ class Instance:
 
     # ------------------------------------------------------------------ timing
     def _iter_time(self, num_tokens: int, num_seqs: int, prefill_work: float) -> float:
-        """Time of one iteration without its decode-KV term (pipeline: p micro-batches)."""
+        """Time of one iteration without its decode-KV term.
+
+        Pipeline parallelism (``pp > 1``): the batch is split into ``m = min(pp, num_seqs)``
+        micro-batches in flight (a sequence is never split), each traversing all stages; one
+        round of every micro-batch takes the full-model time of one micro-batch plus
+        ``pp - 1`` activation hops. The decode-KV term is divided by ``m`` the same way
+        (:meth:`_kv_coef`).
+        """
         pp = self.p.pp
         lat = self.lat
-        if pp == 1:
-            return lat.step_time(num_tokens, num_seqs, 0, prefill_work)
-        mt = -(-num_tokens // pp)
-        return (lat.step_time(mt, -(-num_seqs // pp), 0, prefill_work / pp)
+        if pp == 1 or num_seqs <= 1:
+            t = lat.step_time(num_tokens, num_seqs, 0, prefill_work)
+            return t if pp == 1 else t + (pp - 1) * lat.p2p_time(num_tokens)
+        m = min(pp, num_seqs)
+        mt = -(-num_tokens // m)
+        return (lat.step_time(mt, -(-num_seqs // m), 0, prefill_work / m)
                 + (pp - 1) * lat.p2p_time(mt))
+
+    def _kv_coef(self, num_seqs: int) -> float:
+        """Seconds per attended decode-KV token of one iteration (see :meth:`_iter_time`)."""
+        return self.lat.kv_coef_s / max(1, min(self.p.pp, num_seqs))
 
     def _decode_a(self, n: int) -> float:
         a = self.a_cache.get(n)
@@ -450,13 +461,12 @@ class Instance:
         if not chunks and not n:
             self.busy = False  # idle: nothing runnable (waiting must be empty)
             return
-        kvc = self.kv_coef
         attended = self.K + n
         if chunks or preempted:
             # A single iteration; decode blocks are allocated now.
             self.used += need_dec
             nseq = n + len(chunks)
-            a = self._iter_time(ntok, nseq, work) + kvc * attended
+            a = self._iter_time(ntok, nseq, work) + self._kv_coef(nseq) * attended
             self.step_k = 1
             self.step_a = a
             self.step_b = 0.0
@@ -471,6 +481,7 @@ class Instance:
                 heapq.heappop(self.fin_heap)
                 k_fin = self.fin_heap[0][0] - self.it
             k = self._max_iters_fitting(self.total_blocks - self.used, k_fin)
+            kvc = self._kv_coef(n)
             a = self._decode_a(n) + kvc * attended
             b = kvc * n
             self.step_k = k
