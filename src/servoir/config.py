@@ -213,7 +213,7 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _check_key(key: str) -> None:
+def _check_key(key: str, file: str | None = None) -> None:
     valid = valid_keys()
     if key in valid:
         return
@@ -221,7 +221,7 @@ def _check_key(key: str) -> None:
         if v.endswith(".*") and key.startswith(v[:-1]) and len(key) > len(v) - 1:
             return
     raise InputError(f"unknown configuration key '{key}'; valid keys: {', '.join(valid)}",
-                     field=key)
+                     file=file, field=key)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -237,14 +237,24 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted leaf keys of a nested mapping (an empty mapping contributes no key)."""
     keys = []
     for k, v in tree.items():
         full = f"{prefix}{k}"
-        if isinstance(v, dict) and not full.endswith(".params") and v:
+        if isinstance(v, dict):
             keys += _flatten(v, full + ".")
         else:
             keys.append(full)
     return keys
+
+
+def _merge(dst: dict[str, Any], src: dict[str, Any]) -> None:
+    """Deep-merge ``src`` into ``dst`` (mappings merge, everything else replaces)."""
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _merge(dst[k], v)
+        else:
+            dst[k] = v
 
 
 def load_config(
@@ -257,7 +267,9 @@ def load_config(
     ``flags`` map dotted keys to values (``None`` values are ignored); ``overrides`` are
     ``key=value`` strings. Errors name the file and the offending field.
     """
-    tree: dict[str, Any] = {}
+    # Start from the defaults so that a partial section (say, only a policy's params) keeps
+    # the defaults of its siblings (the policy's name).
+    tree: dict[str, Any] = SimConfig().model_dump(mode="json")
     src = "config"
     if path is not None:
         src = str(path)
@@ -269,13 +281,14 @@ def load_config(
             loaded = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
-            raise InputError(f"invalid YAML: {e}", file=src,
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise InputError(f"invalid YAML: {problem}", file=src,
                              line=mark.line + 1 if mark else None) from e
         if not isinstance(loaded, dict):
             raise InputError("top level must be a mapping of keys", file=src)
         for k in _flatten(loaded):
-            _check_key(k)
-        tree = loaded
+            _check_key(k, file=src)
+        _merge(tree, loaded)
     for key, value in (flags or {}).items():
         if value is not None:
             _check_key(key)

@@ -95,6 +95,8 @@ def test_max_concurrency_caps_requests_in_flight(seed: int, cap: int) -> None:
     order = np.lexsort((delta, times))  # at equal times, finishes (-1) before arrivals
     assert np.cumsum(delta[order]).max() <= cap
     assert (r["status"] == "finished").all()
+    for s in res.series:  # a slot handed over at a finish never shows as idle-with-work
+        assert not np.any((s.num_waiting > 0) & (s.num_running == 0))
 
 
 def test_rejected_requests_are_counted_not_dropped() -> None:

@@ -172,7 +172,7 @@ def test_unknown_key_in_file_lists_valid_keys(tmp_path: Path) -> None:
     _assert_lists_valid_keys(str(exc.value))
 
 
-@pytest.mark.xfail(strict=True, reason="config.py: _check_key errors on file keys omit file=")
+
 def test_unknown_key_in_file_names_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "engine:\n  max_num_seq: 12\n")
     with pytest.raises(InputError) as exc:
@@ -308,11 +308,6 @@ def test_params_keys_accepted_on_set() -> None:
     assert cfg.instance.scheduler.params == {"alpha": 0.5, "weights": {"a": [1, 2]}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.py: overrides start from an empty tree, not the "
-    "defaults, so setting params.* alone drops the default policy name",
-)
 def test_params_alone_keep_the_default_policy_name() -> None:
     cfg = load_config(None, None, ["instance.scheduler.params.alpha=0.5"])
     assert cfg.instance.scheduler.name == "fcfs"
@@ -338,11 +333,6 @@ def test_policy_name_from_file_params_from_set(tmp_path: Path) -> None:
     assert cfg.cluster.router.params == {"d": 4}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.py: _flatten yields 'cluster.router.params', "
-    "which _check_key rejects, so params cannot be given in a config file",
-)
 def test_params_in_config_file(tmp_path: Path) -> None:
     path = write(
         tmp_path,

@@ -29,7 +29,7 @@ from servoir.sim.state import REJECTED, RequestState
 from servoir.views import ReplicaTable, RequestView
 from servoir.workload.requests import Workload
 
-STEP_END, ARRIVAL = 0, 1
+STEP_END, ARRIVAL, DISPATCH = 0, 1, 2
 
 
 class Cluster:
@@ -114,11 +114,15 @@ class Cluster:
         heapq.heappush(self.heap, (t, self.seq, STEP_END, inst, version))
 
     def _on_finish(self, rid: int, t: float) -> None:
-        self.inflight -= 1
         k = self.st.instance[rid]
         self.cols["outstanding_tokens"][k] -= self.st.prompt[rid] + self.st.output[rid]
         if self.gate:
-            self._dispatch(self.gate.popleft(), t)
+            # The slot passes to the head of the gate. Dispatch it as its own event (same time)
+            # so that the finishing instance completes its step before anything arrives.
+            self.seq += 1
+            heapq.heappush(self.heap, (t, self.seq, DISPATCH, self.gate.popleft(), 0))
+        else:
+            self.inflight -= 1
         self._follow_up(rid, t)
 
     def _follow_up(self, rid: int, t: float) -> None:
@@ -139,12 +143,13 @@ class Cluster:
         if self.max_concurrency is not None and self.inflight >= self.max_concurrency:
             self.gate.append(rid)
             return
+        self.inflight += 1
         self._dispatch(rid, t)
 
     def _dispatch(self, rid: int, t: float) -> None:
+        """Route ``rid`` (which holds an in-flight slot) and hand it to its instance."""
         st = self.st
         st.arrival_at[rid] = t
-        self.inflight += 1
         k = self.router.route(self.view(rid), self.table)
         if not 0 <= k < len(self.instances):
             raise RuntimeError(f"router {self.router!r} returned instance {k} of "
@@ -182,8 +187,10 @@ class Cluster:
                 if kind == STEP_END:
                     insts[a].step_end(t, b)
                     refresh(a)
-                else:
+                elif kind == ARRIVAL:
                     self._arrive(a, t)
+                else:
+                    self._dispatch(a, t)
             elif i < n_static:
                 rid = order[i]
                 i += 1

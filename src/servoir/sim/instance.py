@@ -459,7 +459,12 @@ class Instance:
         if self.check:
             self._check_invariants(ntok, chunks, need_dec)
         if not chunks and not n:
-            self.busy = False  # idle: nothing runnable (waiting must be empty)
+            self.busy = False
+            if preempted and w:
+                # Everything running was preempted (cannot happen while max_model_len fits the
+                # KV capacity, which build() enforces); admit from the waiting queue right away
+                # rather than idle with work waiting.
+                self._decide(now)
             return
         attended = self.K + n
         if chunks or preempted:

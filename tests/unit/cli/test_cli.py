@@ -226,11 +226,6 @@ def test_malformed_config_file_exits_2_naming_file_and_line(tmp_path: Path) -> N
     assert "broken_config.yaml, line 3" in res.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.py embeds PyYAML's multi-line message in the "
-    "InputError, so the CLI's error is not one line",
-)
 def test_malformed_config_file_error_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "broken_config.yaml"
     path.write_text("seed: 1\nhardware:\n  gpu: a100: x\n")
