@@ -53,6 +53,21 @@ class EngineParams:
         self.pp = pp
 
 
+class _Plan:
+    """The iteration being formed by one scheduling decision."""
+
+    __slots__ = ("budget", "ntok", "work", "chunks", "need_dec", "preempted", "exclude")
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget  # tokens left in this iteration
+        self.ntok = 0  # tokens scheduled
+        self.work = 0.0  # prefill attention work (query-key pairs)
+        self.chunks: list[tuple[int, int, int]] = []  # (rid, tokens, computed before)
+        self.need_dec = 0  # blocks the decodes allocate in this iteration
+        self.preempted = False
+        self.exclude: set[int] = set()  # requests already given a chunk: not victims
+
+
 class Instance:
     """A vLLM-v1-like engine instance. Driven by :class:`servoir.sim.cluster.Cluster`.
 
@@ -308,7 +323,30 @@ class Instance:
         self.K += self.n_dec * k
         self.num_steps += 1
         self.num_iterations += k
-        # Prefill chunks (single-iteration steps only).
+        self._complete_chunks(now)
+        # Finishes among decoders.
+        fh = self.fin_heap
+        it = self.it
+        while fh and fh[0][0] <= it:
+            _, _, rid, ep = heapq.heappop(fh)
+            if ep != st.epoch[rid] or rid not in self.phase:
+                continue
+            adv = it - st.base_it[rid]
+            comp = st.computed[rid] + adv
+            st.gen[rid] += adv
+            st.computed[rid] = comp
+            self._remove_decoder(rid, comp)
+            del self.running[rid]
+            self._finish(rid, now)
+        self.busy = False
+        self._decide(now)
+        if self.record_series:
+            self._record(now)
+
+    def _complete_chunks(self, now: float) -> None:
+        """Apply the prefill chunks of a single-iteration step; completed prefills sample a
+        token and join the decode aggregates (or finish, for one-token outputs)."""
+        st = self.st
         bs = self.bs
         for rid, c, _ in self.step_chunks:
             comp = st.computed[rid] + c
@@ -333,29 +371,12 @@ class Instance:
                 self.phase_cnt[ph] += 1
                 self.n_dec += 1
                 self.K += comp
-                # held blocks become part of `used` already; decoders' blocks are derived.
+                # Its blocks stay counted in `used`; a decoder's block count is derived from
+                # its length from now on, so `held` is reset.
                 st.held[rid] = 0
                 self.seq += 1
                 heapq.heappush(self.fin_heap,
                                (self.it + st.output[rid] - g, self.seq, rid, st.epoch[rid]))
-        # Finishes among decoders.
-        fh = self.fin_heap
-        it = self.it
-        while fh and fh[0][0] <= it:
-            _, _, rid, ep = heapq.heappop(fh)
-            if ep != st.epoch[rid] or rid not in self.phase:
-                continue
-            adv = it - st.base_it[rid]
-            comp = st.computed[rid] + adv
-            st.gen[rid] += adv
-            st.computed[rid] = comp
-            self._remove_decoder(rid, comp)
-            del self.running[rid]
-            self._finish(rid, now)
-        self.busy = False
-        self._decide(now)
-        if self.record_series:
-            self._record(now)
 
     def _finish(self, rid: int, now: float) -> None:
         st = self.st
@@ -363,142 +384,127 @@ class Instance:
         st.finish_at[rid] = now
         self.on_finish(rid, now)
 
-    def _sync_decoder(self, rid: int) -> None:
-        """Make ``computed``/``gen`` of a decoder exact at the current iteration."""
-        st = self.st
-        adv = self.it - st.base_it[rid]
-        st.computed[rid] += adv
-        st.gen[rid] += adv
-        st.base_it[rid] = self.it
-
     def _decide(self, now: float) -> None:
         """Form the next iteration (vLLM v1 order: running first, then waiting) and start it."""
-        p = self.p
-        st = self.st
-        bs = self.bs
-        budget = p.max_num_batched_tokens
-        preempted = False
-        exclude: set[int] = set()
-        # 1. Decodes: one token each; make room for their new blocks.
-        while self.n_dec and self.phase_cnt[(-self.it) % bs] > self.total_blocks - self.used:
-            v = self._pick_victim(exclude)
-            self._preempt(v, now)
-            preempted = True
-        budget -= self.n_dec
-        need_dec = self.phase_cnt[(-self.it) % bs] if self.n_dec else 0
-        reserved = need_dec
-        chunks: list[tuple[int, int, int]] = []
-        work = 0.0
-        ntok = self.n_dec
-        # 2. Running prefills in admission order.
+        plan = _Plan(self.p.max_num_batched_tokens)
+        self._room_for_decodes(plan, now)
+        self._schedule_prefills(plan, now)
+        if not plan.preempted:  # vLLM v1 admits nobody in an iteration that preempted
+            self._admit(plan, now)
+        if self.check:
+            self._check_invariants(plan.ntok, plan.chunks, plan.need_dec)
+        if not plan.chunks and not self.n_dec:
+            self.busy = False
+            if plan.preempted and self.waiting:
+                # Everything running was preempted (cannot happen while max_model_len fits the
+                # KV capacity, which build() enforces); admit from the waiting queue right away
+                # rather than idle with work waiting.
+                self._decide(now)
+            return
+        self._start_step(plan, now)
+
+    def _decode_need(self) -> int:
+        """Blocks the decoding requests allocate in the next iteration."""
+        return self.phase_cnt[(-self.it) % self.bs] if self.n_dec else 0
+
+    def _room_for_decodes(self, plan: _Plan, now: float) -> None:
+        """Decodes take one token each; preempt until their new blocks fit."""
+        while self.n_dec and self._decode_need() > self.total_blocks - self.used:
+            self._preempt(self._pick_victim(plan.exclude), now)
+            plan.preempted = True
+        plan.budget -= self.n_dec
+        plan.ntok = self.n_dec
+        plan.need_dec = self._decode_need()
+
+    def _schedule_prefills(self, plan: _Plan, now: float) -> None:
+        """Running requests still in prefill get chunks, in admission order."""
+        st, bs = self.st, self.bs
         for rid in list(self.prefilling):
-            if budget <= 0:
+            if plan.budget <= 0:
                 break
             if rid not in self.running:
-                continue  # preempted below while making room for an earlier one
+                continue  # preempted while making room for an earlier one
             comp = st.computed[rid]
-            c = min(st.prompt[rid] + st.gen[rid] - comp, budget)
+            c = min(st.prompt[rid] + st.gen[rid] - comp, plan.budget)
             need = -(-(comp + c) // bs) - st.held[rid]
             scheduled = True
-            while need > self.total_blocks - self.used - reserved:
-                v = self._pick_victim(exclude)
-                preempted = True
+            while need > self.total_blocks - self.used - plan.need_dec:
+                v = self._pick_victim(plan.exclude)
+                plan.preempted = True
                 if v == rid or v < 0:
                     self._preempt(rid, now)
                     scheduled = False
                     break
                 was_dec = v in self.phase
                 self._preempt(v, now)
-                if was_dec:
-                    # Its decode token and block are no longer needed this iteration.
-                    budget += 1
-                    ntok -= 1
-                    nd = self.phase_cnt[(-self.it) % bs] if self.n_dec else 0
-                    reserved -= need_dec - nd
-                    need_dec = nd
-            if not scheduled:
-                continue
-            exclude.add(rid)
-            st.held[rid] += need
-            self.used += need
-            chunks.append((rid, c, comp))
-            budget -= c
-            ntok += c
-            work += c * comp + c * (c + 1) / 2
-        # 3. Admissions in rank order, only if nobody was preempted (vLLM v1).
-        w = self.waiting
-        if not preempted:
-            while w and budget > 0 and len(self.running) < p.max_num_seqs:
-                rid = w[0][2]
-                need_tokens = st.prompt[rid] + st.gen[rid]
-                if p.enable_chunked_prefill:
-                    c = min(need_tokens, budget)
-                elif need_tokens <= budget:
-                    c = need_tokens
-                else:
-                    break
-                need = -(-c // bs)
-                if need > self.total_blocks - self.used - reserved:
-                    break
-                heapq.heappop(w)
-                self.seq += 1
-                self.running[rid] = self.seq
-                st.admit_seq[rid] = self.seq
-                st.status[rid] = RUNNING
-                if st.first_scheduled_at[rid] != st.first_scheduled_at[rid]:  # NaN: first time
-                    st.first_scheduled_at[rid] = now
-                self.prefilling.append(rid)
-                exclude.add(rid)
-                st.held[rid] = need
-                self.used += need
-                chunks.append((rid, c, 0))
-                budget -= c
-                ntok += c
-                work += c * (c + 1) / 2
+                if was_dec:  # its decode token and block are no longer needed
+                    plan.budget += 1
+                    plan.ntok -= 1
+                    plan.need_dec = self._decode_need()
+            if scheduled:
+                self._add_chunk(plan, rid, c, comp, need)
+
+    def _admit(self, plan: _Plan, now: float) -> None:
+        """Admit waiting requests in rank order while cap, budget and blocks allow."""
+        p, st, w = self.p, self.st, self.waiting
+        while w and plan.budget > 0 and len(self.running) < p.max_num_seqs:
+            rid = w[0][2]
+            need_tokens = st.prompt[rid] + st.gen[rid]
+            if p.enable_chunked_prefill:
+                c = min(need_tokens, plan.budget)
+            elif need_tokens <= plan.budget:
+                c = need_tokens
+            else:
+                break
+            need = -(-c // self.bs)
+            if need > self.total_blocks - self.used - plan.need_dec:
+                break  # stop at the first request that does not fit, as vLLM does
+            heapq.heappop(w)
+            self.seq += 1
+            self.running[rid] = self.seq
+            st.admit_seq[rid] = self.seq
+            st.status[rid] = RUNNING
+            if st.first_scheduled_at[rid] != st.first_scheduled_at[rid]:  # NaN: first time
+                st.first_scheduled_at[rid] = now
+            self.prefilling.append(rid)
+            self._add_chunk(plan, rid, c, 0, need)
+
+    def _add_chunk(self, plan: _Plan, rid: int, c: int, comp: int, need: int) -> None:
+        plan.exclude.add(rid)
+        self.st.held[rid] += need
+        self.used += need
+        plan.chunks.append((rid, c, comp))
+        plan.budget -= c
+        plan.ntok += c
+        plan.work += c * comp + c * (c + 1) / 2
+
+    def _start_step(self, plan: _Plan, now: float) -> None:
+        """Start one iteration (with prefill chunks or after a preemption) or a decode stretch."""
         n = self.n_dec
-        if self.check:
-            self._check_invariants(ntok, chunks, need_dec)
-        if not chunks and not n:
-            self.busy = False
-            if preempted and w:
-                # Everything running was preempted (cannot happen while max_model_len fits the
-                # KV capacity, which build() enforces); admit from the waiting queue right away
-                # rather than idle with work waiting.
-                self._decide(now)
-            return
         attended = self.K + n
-        if chunks or preempted:
-            # A single iteration; decode blocks are allocated now.
-            self.used += need_dec
-            nseq = n + len(chunks)
-            a = self._iter_time(ntok, nseq, work) + self._kv_coef(nseq) * attended
-            self.step_k = 1
-            self.step_a = a
-            self.step_b = 0.0
-            self.step_stretch = False
-            self.step_chunks = chunks
-            dur = a
+        if plan.chunks or plan.preempted:
+            self.used += plan.need_dec  # a single iteration allocates its decode blocks now
+            nseq = n + len(plan.chunks)
+            a = self._iter_time(plan.ntok, nseq, plan.work) + self._kv_coef(nseq) * attended
+            k, b = 1, 0.0
         else:
-            # A stretch of pure decode iterations until the first finish or memory runs out.
-            k_fin = self.fin_heap[0][0] - self.it
-            while self.fin_heap and (self.fin_heap[0][3] != st.epoch[self.fin_heap[0][2]]
-                                     or self.fin_heap[0][2] not in self.phase):
-                heapq.heappop(self.fin_heap)
-                k_fin = self.fin_heap[0][0] - self.it
-            k = self._max_iters_fitting(self.total_blocks - self.used, k_fin)
+            # Pure decodes until the first finish or until memory runs out.
+            fh, st = self.fin_heap, self.st
+            while fh[0][3] != st.epoch[fh[0][2]] or fh[0][2] not in self.phase:
+                heapq.heappop(fh)  # stale: that request was preempted
+            k = self._max_iters_fitting(self.total_blocks - self.used, fh[0][0] - self.it)
             kvc = self._kv_coef(n)
             a = self._decode_a(n) + kvc * attended
             b = kvc * n
-            self.step_k = k
-            self.step_a = a
-            self.step_b = b
-            self.step_stretch = True
-            self.step_chunks = []
-            dur = k * a + b * k * (k - 1) / 2
+        self.step_k = k
+        self.step_a = a
+        self.step_b = b
+        self.step_stretch = not (plan.chunks or plan.preempted)
+        self.step_chunks = plan.chunks
         self.busy = True
         self.step_t0 = now
         self.version += 1
-        self.schedule(now + dur, self.idx, self.version)
+        self.schedule(now + k * a + b * k * (k - 1) / 2, self.idx, self.version)
 
     def _check_invariants(self, ntok: int, chunks: list[tuple[int, int, int]],
                           need_dec: int) -> None:
