@@ -109,21 +109,34 @@ class HardwareConfig(_Frozen):
     """Override the KV capacity per instance, in tokens."""
 
 
-class EngineConfig(_Frozen):
-    """Engine settings, with vLLM's names."""
+# Engine defaults per preset: what the engine being mirrored ships.
+PRESETS: dict[str, dict[str, Any]] = {
+    # vLLM v1 (online serving defaults for an 80 GB GPU).
+    "vllm_v1": {"max_num_seqs": 256, "max_num_batched_tokens": 8192,
+                "enable_chunked_prefill": True},
+    # Vidur 0.0.26's vLLM scheduler: batch_size_cap 128, max_tokens_in_batch 4096, no chunking.
+    "vidur_v0": {"max_num_seqs": 128, "max_num_batched_tokens": 4096,
+                 "enable_chunked_prefill": False},
+}
 
-    preset: Literal["vllm_v1"] = "vllm_v1"
-    """Engine behaviour preset (vLLM v1: chunked prefill, recompute preemption)."""
-    max_num_seqs: int = Field(default=256, ge=1)
-    """Cap on sequences in the running batch."""
-    max_num_batched_tokens: int = Field(default=8192, ge=1)
-    """Token budget per iteration."""
+
+class EngineConfig(_Frozen):
+    """Engine settings, with vLLM's names. Unset (``None``) values take the preset's default."""
+
+    preset: Literal["vllm_v1", "vidur_v0"] = "vllm_v1"
+    """Engine behaviour: ``vllm_v1`` (chunked prefill, mixed batches, recompute preemption) or
+    ``vidur_v0`` (Vidur 0.0.26's vLLM v0 scheduler: prefill-first, whole prompts, pipeline
+    stages as Vidur models them, Vidur's memory planner and latency tables)."""
+    max_num_seqs: int | None = Field(default=None, ge=1)
+    """Cap on sequences in the running batch (vllm_v1: 256, vidur_v0: 128)."""
+    max_num_batched_tokens: int | None = Field(default=None, ge=1)
+    """Token budget per iteration (vllm_v1: 8192, vidur_v0: 4096)."""
     block_size: int = Field(default=16, ge=1)
     """KV block size in tokens."""
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     """Fraction of GPU memory the engine may use (weights, activations, KV)."""
-    enable_chunked_prefill: bool = True
-    """Split long prompts across iterations within the token budget."""
+    enable_chunked_prefill: bool | None = None
+    """Split long prompts across iterations within the token budget (vllm_v1: true)."""
     enable_prefix_caching: bool = False
     """Reuse KV blocks of shared prefixes (not yet modelled; must stay false)."""
     preemption_mode: Literal["recompute"] = "recompute"
@@ -131,14 +144,22 @@ class EngineConfig(_Frozen):
     max_model_len: int | None = Field(default=None, gt=0)
     """Longest prompt + output accepted; longer requests are rejected and counted."""
 
+    def setting(self, name: str) -> Any:
+        """The value of ``name`` with the preset's default filled in."""
+        value = getattr(self, name)
+        return PRESETS[self.preset][name] if value is None else value
+
     @model_validator(mode="after")
     def _check(self) -> EngineConfig:
-        if self.max_num_batched_tokens < self.max_num_seqs:
+        seqs, tokens = self.setting("max_num_seqs"), self.setting("max_num_batched_tokens")
+        if tokens < seqs:
             raise ValueError(
-                f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= "
-                f"max_num_seqs ({self.max_num_seqs}), as vLLM requires")
+                f"max_num_batched_tokens ({tokens}) must be >= max_num_seqs ({seqs}), "
+                f"as vLLM requires")
         if self.enable_prefix_caching:
             raise ValueError("enable_prefix_caching is not modelled yet; set it to false")
+        if self.preset == "vidur_v0" and self.block_size != 16:
+            raise ValueError("vidur_v0 models Vidur's block size of 16")
         return self
 
 

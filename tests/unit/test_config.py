@@ -29,7 +29,17 @@ def test_defaults() -> None:
     assert cfg == SimConfig()
     assert cfg.cluster.router.name == "round_robin"
     assert cfg.instance.scheduler.name == "fcfs"
-    assert cfg.engine.enable_chunked_prefill is True
+    assert cfg.engine.setting("enable_chunked_prefill") is True
+    assert cfg.engine.setting("max_num_seqs") == 256
+
+
+def test_preset_defaults_fill_unset_engine_settings() -> None:
+    v = load_config(None, None, ["engine.preset=vidur_v0"]).engine
+    assert (v.setting("max_num_seqs"), v.setting("max_num_batched_tokens")) == (128, 4096)
+    assert v.setting("enable_chunked_prefill") is False
+    # An explicit value wins over the preset.
+    v = load_config(None, None, ["engine.preset=vidur_v0", "engine.max_num_seqs=64"]).engine
+    assert v.setting("max_num_seqs") == 64
 
 
 def test_precedence_defaults_file_flags_set(tmp_path: Path) -> None:

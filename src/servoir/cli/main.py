@@ -253,5 +253,19 @@ def bench_sim(
         typer.echo(json.dumps(rows))
 
 
+@bench_app.command("moe")
+@friendly
+def bench_moe(
+    quick: Annotated[bool, Opt(help="Fewer batches (for a smoke run).")] = False,
+    as_json: Annotated[bool, Opt("--json")] = False,
+) -> None:
+    """LPLB LP solvers: solve time, optimality gap vs HiGHS, max/mean GPU load."""
+    from servoir.moe.bench import run_moe_bench
+
+    row = run_moe_bench(quick=quick, echo=None if as_json else typer.echo)
+    if as_json:
+        typer.echo(json.dumps(row))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

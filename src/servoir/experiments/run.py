@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+import numpy as np
 
 from servoir import __version__, registry
 from servoir.config import GeneratorConfig, LengthsConfig, SimConfig
@@ -20,6 +22,7 @@ from servoir.hardware import (
     get_model,
     kv_capacity_tokens,
 )
+from servoir.hardware.vidur import VidurStageTime, vidur_num_blocks
 from servoir.results import RunResult
 from servoir.rng import stream
 from servoir.sim import Cluster, EngineParams, collect
@@ -101,18 +104,29 @@ class Built:
     make_scheduler: Callable[[], Any]
     max_model_len: int
     kv_tokens: int
+    stage_time: Any = None  # vidur_v0 only
 
 
 def build(cfg: SimConfig, workload: Workload | None = None) -> Built:
     """Resolve names and capacities; validate policies by constructing them once."""
     hw, eng = cfg.hardware, cfg.engine
     spec = get_model(hw.model)
+    seqs = eng.setting("max_num_seqs")
+    tokens = eng.setting("max_num_batched_tokens")
+    chunked = eng.setting("enable_chunked_prefill")
     latency = get_latency_model(hw.model, hw.gpu, hw.tp)
+    stage_time = None
+    if eng.preset == "vidur_v0":
+        stage_time = VidurStageTime(spec, hw.gpu, hw.tp, hw.pp)
+        if cfg.instance.scheduler.name != "fcfs":
+            raise InputError("vidur_v0 mirrors Vidur's FIFO scheduler; use --scheduler fcfs",
+                             field="instance.scheduler.name")
     if hw.kv_tokens is not None:
         kv_tokens = hw.kv_tokens
+    elif eng.preset == "vidur_v0":
+        kv_tokens = vidur_num_blocks(spec, hw.tp, hw.pp, max_tokens=tokens) * eng.block_size
     else:
-        reserve = default_activation_reserve_bytes(spec, hw.tp, eng.max_num_batched_tokens,
-                                                   eng.max_num_seqs)
+        reserve = default_activation_reserve_bytes(spec, hw.tp, tokens, seqs)
         kv_tokens = kv_capacity_tokens(hw.model, hw.gpu, hw.tp, hw.pp,
                                        eng.gpu_memory_utilization, reserve)
     num_blocks = kv_tokens // eng.block_size
@@ -122,22 +136,40 @@ def build(cfg: SimConfig, workload: Workload | None = None) -> Built:
     # vLLM refuses to start when the KV cache cannot hold one max-length sequence; here the
     # effective limit is capped at capacity so that every accepted request can run alone.
     max_model_len = min(eng.max_model_len or spec.max_model_len, num_blocks * eng.block_size)
-    if not eng.enable_chunked_prefill:
-        max_model_len = min(max_model_len, eng.max_num_batched_tokens)
-    engine = EngineParams(eng.max_num_seqs, eng.max_num_batched_tokens, eng.block_size,
-                          num_blocks, eng.enable_chunked_prefill, hw.pp)
+    if not chunked:
+        max_model_len = min(max_model_len, tokens)
+    engine = EngineParams(seqs, tokens, eng.block_size, num_blocks, chunked, hw.pp)
     r, s = cfg.cluster.router, cfg.instance.scheduler
     registry.create("routing", r.name, r.params)
     registry.create("scheduling", s.name, s.params)
+    w = workload if workload is not None else build_workload(cfg)
+    if eng.preset == "vidur_v0":
+        w = clip_like_vidur(w, tokens)
     return Built(
-        workload=workload if workload is not None else build_workload(cfg),
+        workload=w,
         engine=engine,
         latency=latency,
         make_router=lambda: registry.create("routing", r.name, r.params),
         make_scheduler=lambda: registry.create("scheduling", s.name, s.params),
         max_model_len=max_model_len,
         kv_tokens=num_blocks * eng.block_size,
+        stage_time=stage_time,
     )
+
+
+def clip_like_vidur(w: Workload, max_tokens: int) -> Workload:
+    """Vidur's trace replay: a request over ``max_tokens`` loses the excess from its prompt.
+
+    The number of clipped requests is recorded in ``meta["num_prompt_clipped"]``.
+    """
+    total = w.num_prompt_tokens + w.num_output_tokens
+    over = total > max_tokens
+    if not over.any():
+        return w
+    prompt = np.where(over, np.maximum(w.num_prompt_tokens - (total - max_tokens), 1),
+                      w.num_prompt_tokens)
+    return replace(w, num_prompt_tokens=prompt,
+                   meta={**w.meta, "num_prompt_clipped": int(over.sum())})
 
 
 def run(cfg: SimConfig, workload: Workload | None = None,
@@ -150,7 +182,8 @@ def run(cfg: SimConfig, workload: Workload | None = None,
         b.workload, num_instances=cfg.cluster.instances, engine=b.engine, latency=b.latency,
         router=b.make_router(), make_scheduler=b.make_scheduler,
         max_model_len=b.max_model_len, seed=cfg.seed,
-        max_concurrency=cfg.workload.max_concurrency, record_series=record_series)
+        max_concurrency=cfg.workload.max_concurrency, record_series=record_series,
+        stage_time=b.stage_time)
     loop_s = cluster.run(progress)
     meta = {
         "config_digest": cfg.digest(),
@@ -162,6 +195,8 @@ def run(cfg: SimConfig, workload: Workload | None = None,
         "latency_model": getattr(b.latency, "source", ""),
         "workload_source": b.workload.source,
         "loop_wall_s": loop_s,
+        "engine_preset": cfg.engine.preset,
+        "num_prompt_clipped": b.workload.meta.get("num_prompt_clipped", 0),
     }
     result = collect(cluster, meta)
     result.meta["wall_s"] = time.perf_counter() - t0

@@ -26,6 +26,7 @@ import numpy as np
 from servoir.rng import stream
 from servoir.sim.instance import EngineParams, Instance
 from servoir.sim.state import REJECTED, RequestState
+from servoir.sim.vidur_v0 import VidurV0Instance
 from servoir.views import ReplicaTable, RequestView
 from servoir.workload.requests import Workload
 
@@ -49,7 +50,10 @@ class Cluster:
         max_concurrency: int | None = None,
         record_series: bool = True,
         check: bool = False,
+        stage_time: Any = None,
     ) -> None:
+        """``stage_time`` selects Vidur's v0 engine (:mod:`servoir.sim.vidur_v0`) with those
+        stage times; otherwise every instance is the vLLM v1 engine."""
         self.w = workload
         n = len(workload)
         self.n = n
@@ -65,6 +69,15 @@ class Cluster:
         router.reset(num_instances, stream(seed, "policy.router"))
         self.instances = []
         for k in range(num_instances):
+            if stage_time is not None:
+                self.instances.append(VidurV0Instance(
+                    k, pp=engine.pp, max_num_seqs=engine.max_num_seqs,
+                    max_num_batched_tokens=engine.max_num_batched_tokens,
+                    num_blocks=engine.num_blocks, block_size=engine.block_size,
+                    stage_time=stage_time, state=self.st, schedule=self._schedule,
+                    on_finish=self._on_finish, record_series=record_series,
+                    horizon=self.horizon))
+                continue
             sched = make_scheduler()
             sched.reset(stream(seed, "policy.scheduler", replication=k))
             self.instances.append(Instance(k, engine, latency, sched, self.st, self.view,
@@ -74,6 +87,7 @@ class Cluster:
         self.inflight = 0
         self.gate: deque[int] = deque()
         self.num_events = 0
+        self.next_static_t = math.inf
         self._link_sessions()
 
     # ------------------------------------------------------------------ set-up
@@ -158,6 +172,15 @@ class Cluster:
         self.instances[k].arrive(rid, t)
         self._refresh(k)
 
+    def horizon(self) -> float:
+        """Time of the next event outside the instance being stepped (arrival or heap event).
+
+        An instance may process its own internal events strictly before this time without
+        returning to the loop: nothing else can happen in between.
+        """
+        heap = self.heap
+        return min(self.next_static_t, heap[0][0]) if heap else self.next_static_t
+
     def _refresh(self, k: int) -> None:
         inst = self.instances[k]
         cols = self.cols
@@ -182,6 +205,7 @@ class Cluster:
         report_every = 1 << 16
         while True:
             ta = arr[order[i]] if i < n_static else inf
+            self.next_static_t = ta
             if heap and heap[0][0] < ta:
                 t, _, kind, a, b = heapq.heappop(heap)
                 if kind == STEP_END:
