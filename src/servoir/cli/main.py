@@ -267,5 +267,36 @@ def bench_moe(
         typer.echo(json.dumps(row))
 
 
+@bench_app.command("vidur")
+@friendly
+def bench_vidur(
+    workloads: Annotated[str, Opt(help="Comma-separated: w1k_qps1, w1k_qps2, w1k_qps4, "
+                                       "w10k_qps1, w10k_qps2, or files.")] = "w10k_qps1,w1k_qps1,w1k_qps2,w1k_qps4",
+    vidur_python: Annotated[str | None, Opt(help="Python with vidur==0.0.26 installed "
+                                                 "(default: $VIDUR_PYTHON or the research "
+                                                 "recipe's venv).")] = None,
+    vidur_cache: Annotated[str | None, Opt(help="Vidur's trained-predictor cache "
+                                                "(default: $VIDUR_CACHE).")] = None,
+    require_vidur: Annotated[bool, Opt(help="Fail instead of using the published numbers "
+                                            "when Vidur is not installed.")] = False,
+    as_json: Annotated[bool, Opt("--json")] = False,
+) -> None:
+    """Vidur vs servoir (engine.preset=vidur_v0), each as a whole process, on the same files:
+    wall times, their ratio and the error of each median."""
+    from servoir.cli.report import print_vidur
+    from servoir.errors import InputError
+    from servoir.experiments.vidur import compare, find_vidur
+
+    vidur = find_vidur(vidur_python, vidur_cache)
+    if vidur is None and require_vidur:
+        raise InputError("Vidur is not installed: `python -m venv V && V/bin/pip install "
+                         "vidur==0.0.26`, then pass --vidur-python V/bin/python")
+    rows = compare(_split(workloads), vidur)
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    print_vidur(rows)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -99,3 +99,15 @@ def print_fits(rows: list[dict[str, Any]]) -> None:
                   f"{r['overhead_ms']:.2f}", f"{r['t(1 tok)_ms']:.2f}",
                   f"{r['t(2048 tok)_ms']:.1f}", f"{r['kv_ns_per_token']:.2f}", errs)
     console.print(t)
+
+
+def print_vidur(rows: list[dict[str, Any]]) -> None:
+    """Rows of ``servoir bench vidur``."""
+    t = Table("workload", "reference", "Vidur s", "servoir s", "speedup", "TTFT p50 err",
+              "TPOT p50 err", "E2E p50 err")
+    for r in rows:
+        t.add_row(r["workload"], r["reference"], f"{r['vidur_wall_s']:.1f}",
+                  f"{r['servoir_wall_s']:.2f}", f"{r['speedup']:.0f}x",
+                  f"{r['ttft_s_p50_rel_err']:+.1%}", f"{r['tpot_s_p50_rel_err']:+.1%}",
+                  f"{r['e2e_s_p50_rel_err']:+.1%}")
+    console.print(t)

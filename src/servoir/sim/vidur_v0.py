@@ -20,8 +20,11 @@ Mirrors ``vidur/scheduler/replica_scheduler/vllm_replica_scheduler.py``,
 
 Event skipping: requests that always travel together form a *group* with aggregate state (size,
 sum of processed tokens, finish heap, block phases), so a decode batch costs O(log n) whatever
-its size, and a lone group cycling through the pipeline with nothing else to do runs as one
-event until its next finish, arrival or KV-bucket change.
+its size. With nothing waiting, decode groups fall into a cycle (a lone group, or two groups
+taking turns in a two-stage pipeline) whose period is known in closed form; the cycle runs as one
+event until the next finish, KV-bucket change or arrival. An arrival ends it at the start of the
+cycle in progress and the pipeline's own events are replayed up to the arrival, so the result is
+the literal engine's (tests compare the two).
 """
 
 from __future__ import annotations
@@ -41,8 +44,7 @@ STAGE_END, STRETCH_END = 0, 1
 class Group:
     """Running requests that move through the pipeline together (one decode batch)."""
 
-    __slots__ = ("members", "r", "sum_proc", "fin", "phase_cnt", "last_times", "last_mean",
-                 "cycle")
+    __slots__ = ("members", "r", "sum_proc", "fin", "phase_cnt", "last_mean")
 
     def __init__(self) -> None:
         self.members: dict[int, None] = {}
@@ -50,9 +52,7 @@ class Group:
         self.sum_proc = 0  # sum of processed tokens over members, at round r
         self.fin: list[tuple[int, int]] = []  # (finish round, rid)
         self.phase_cnt = [0] * 16
-        self.last_times: tuple[float, ...] = ()  # stage times of its latest batch
         self.last_mean = 0  # mean KV of its latest batch
-        self.cycle: tuple[Any, ...] | None = None  # pipeline state at its last batch end
 
 
 class Batch:
@@ -100,17 +100,19 @@ class VidurV0Instance:
         self.stage_busy: list[Batch | None] = [None] * pp
         self.stage_end_t = [0.0] * pp
         self.prefills_in_flight = 0
-        self.stage_seq = [0] * pp  # push order of each stage's running batch (tie-breaks)
+        self.stage_seq = [0] * pp  # push order of each stage's running batch
+        self.stage_start_t = [0.0] * pp
         self.running_batches = 0
         self.running_stages = 0
         self.events: list[tuple[float, int, int, int]] = []  # (time, seq, kind, stage|epoch)
-        # A lone decode group cycling through an otherwise empty pipeline (event skipping).
-        self.stretch: Group | None = None
+        # Event skipping: decode groups in a regular cycle (see _try_stretch).
+        self.stretch: list[Group] | None = None
         self.stretch_t0 = 0.0
-        self.stretch_times: tuple[float, ...] = ()
-        self.stretch_round = 0.0  # sum of stage times: one round
+        self.stretch_period = 0.0
+        self.stretch_times: list[tuple[float, ...]] = []
         self.stretch_k = 0
         self.stretch_epoch = 0
+        self.replaying = False
         self.seq = 0
         self.version = 0
         self.next_t = math.inf
@@ -139,9 +141,9 @@ class VidurV0Instance:
         st = self.st
         st.instance[rid] = self.idx
         st.status[rid] = WAITING
-        self.queue.append(rid)
         if self.stretch is not None:
-            self._cut_stretch(now)
+            self._cut_stretch(now)  # first: the replay up to `now` must not see this request
+        self.queue.append(rid)
         self._on_schedule(now)
         self._reschedule()
         if self.record_series:
@@ -155,11 +157,6 @@ class VidurV0Instance:
         ev = self.events
         horizon = self.horizon
         while True:
-            if (self.fast and ev[0][2] == STAGE_END and not self.queue
-                    and not self.prefills_in_flight and self.stretch is None):
-                self._decode_loop(horizon())
-                if not ev or ev[0][0] >= horizon():
-                    break
             t, _, kind, arg = heapq.heappop(ev)
             if kind == STAGE_END:
                 self._stage_end(arg, t)
@@ -190,6 +187,7 @@ class VidurV0Instance:
         if self.stage_busy[s] is None and self.stage_q[s]:
             batch = self.stage_q[s].popleft()
             self.stage_busy[s] = batch
+            self.stage_start_t[s] = now
             self.stage_end_t[s] = now + batch.times[s]
             self._push(self.stage_end_t[s], s)
             self.stage_seq[s] = self.seq
@@ -217,15 +215,14 @@ class VidurV0Instance:
     def _on_schedule(self, now: float) -> None:
         if self.running_batches < self.pp and self.running_stages == 0:
             batch = self._prefill_batch(now) or self._decode_batch(now)
-            if (batch is not None and batch.group is not None and self.running_batches == 0
-                    and self.fast and not self.queue and self._try_stretch(batch, now)):
-                return
             if batch is not None:
                 self.running_batches += 1
                 self.running_stages += 1
                 self.num_steps += 1
                 self.stage_q[0].append(batch)
                 self._start_stage(0, now)
+                if batch.group is not None and self.fast and not self.replaying:
+                    self._try_stretch(now)
 
     def _prefill_len(self, rid: int) -> int:
         # A restarted request re-prefills everything it had processed.
@@ -279,8 +276,7 @@ class VidurV0Instance:
         b = len(g.members)
         mean_kv = (g.sum_proc + b) // b
         g.last_mean = mean_kv
-        g.last_times = self.stage_time.decode_stages(b, mean_kv)
-        return Batch(g.last_times, group=g, need=need)
+        return Batch(self.stage_time.decode_stages(b, mean_kv), group=g, need=need)
 
     def _gather(self) -> Group:
         """Vidur's decode selection: every ready request, oldest arrival first, at most
@@ -377,201 +373,102 @@ class VidurV0Instance:
             total += g.phase_cnt[(1 - (g.r + first + full * 16 + i)) % 16]
         return total
 
-    def _try_stretch(self, batch: Batch, now: float) -> bool:
-        """Run a lone decode group's next rounds as one event, if at least two fit."""
-        g = batch.group
-        assert g is not None
-        b = len(g.members)
-        k_fin = g.fin[0][0] - g.r
-        m0 = (g.sum_proc + b) // b  # mean KV of round 0; +1 per round
-        k_bucket = -(-m0 // 256) * 256 - m0 + 1
-        k = min(k_fin, k_bucket)
-        free = self.total_blocks - self.used  # round 0's blocks are already allocated
-        while k >= 2 and self._round_needs(g, 1, k - 1) >= free:
-            k //= 2  # memory tight: shorter stretch (the slow path takes over near full)
+    def _try_stretch(self, now: float) -> None:
+        """Start a stretch if the decode batch just put in stage 0 at ``now`` begins a regular
+        cycle: a lone group (period: the sum of its stage times), or, with two stages, a pair
+        taking turns whose other member enters stage 1 now.
+
+        Why the pair is periodic: with X entering stage 0 and Y stage 1 at ``T``, X's stage 1
+        and Y's next stage 0 both start at ``a = T + max(x0, y1)`` (Y re-forms when it is ready
+        and stage 0 is free; X needs stage 1 free), and at ``T' = a + max(x1, y0)`` X re-forms
+        and Y enters stage 1 together again. So the state recurs every
+        ``max(x0, y1) + max(x1, y0)`` until a stage time changes (a finish or a KV bucket)."""
+        busy = self.stage_busy
+        if (self.queue or self.prefills_in_flight or self.stage_q[0] or self.stage_q[-1]
+                or self.ready or busy[0] is None or busy[0].group is None):
+            return
+        x = busy[0].group
+        xt = busy[0].times
+        if self.running_batches == 1:
+            groups, period = [x], sum(xt)
+        elif (self.pp == 2 and busy[1] is not None and busy[1].group is not None
+              and self.stage_start_t[1] == now):
+            y = busy[1].group
+            yt = busy[1].times
+            if xt[1] == yt[0] or xt[0] == yt[1]:
+                return  # simultaneous events: leave their order to the literal path
+            # One cycle: Y's stage 1 and X's stage 0 run together, then X's stage 1 and Y's
+            # stage 0; each pair ends when its longer member does (max-plus, see module doc).
+            groups, period = [x, y], max(xt[0], yt[1]) + max(xt[1], yt[0])
+        else:
+            return
+        k = 1 << 30
+        for g in groups:
+            m = g.last_mean
+            k = min(k, g.fin[0][0] - g.r - 1, -(-m // 256) * 256 - m)
+        total_b = sum(len(g.members) for g in groups)
+        free = self.total_blocks - self.used - total_b
+        # Over k rounds a member allocates at most k // 16 + 1 blocks: check exactly only when
+        # that bound does not already fit (memory tight: shorter stretch, slow path near full).
+        while k >= 2 and (k // 16 + 1) * total_b >= free and (
+                sum(self._round_needs(g, 1, k) for g in groups) >= free):
+            k //= 2
         if k < 2:
-            return False
-        self.running_batches = 1
-        self.num_steps += 1
-        self.stretch = g
+            return
+        self.stretch = groups
         self.stretch_t0 = now
-        self.stretch_times = batch.times
-        self.stretch_round = sum(batch.times)
+        self.stretch_period = period
         self.stretch_k = k
+        self.stretch_times = [busy[i].times for i in range(len(groups))]  # type: ignore[union-attr]
         self.stretch_epoch += 1
-        self._push(now + k * self.stretch_round, self.stretch_epoch, STRETCH_END)
-        return True
-
-    def _advance_stretch(self, rounds: int) -> Group:
-        """Apply ``rounds`` completed rounds of the stretch (round 0's blocks already counted)."""
-        g = self.stretch
-        assert g is not None
-        if rounds > 1:
-            self.used += self._round_needs(g, 1, rounds - 1)
-        g.r += rounds
-        g.sum_proc += len(g.members) * rounds
-        self.num_iterations += rounds
-        return g
-
-    def _end_stretch(self, now: float) -> None:
-        k = self.stretch_k
-        g = self._advance_stretch(k - 1)
-        self.stretch = None
-        # The last round ends like any decode batch (finishes, then the scheduler runs).
-        self.running_batches = 0
-        self._batch_end(Batch(self.stretch_times, group=g), now)
-        self._on_schedule(now)
-
-    def _cut_stretch(self, now: float) -> None:
-        """An arrival: rounds before the one in progress complete; that round becomes an
-        ordinary batch in the stage it occupies, so the pipeline proceeds as Vidur's would."""
-        j = min(int((now - self.stretch_t0) / self.stretch_round), self.stretch_k - 1)
-        g = self._advance_stretch(j)
-        self.used += self._round_needs(g, 0, 1) if j > 0 else 0
-        start = self.stretch_t0 + j * self.stretch_round
-        self.stretch = None
-        self.stretch_epoch += 1
-        batch = Batch(self.stretch_times, group=g)
-        t = start
-        for stage, dt in enumerate(self.stretch_times):
-            if now < t + dt or stage == self.pp - 1:
-                self.stage_busy[stage] = batch
-                self.running_stages = 1 if stage == 0 else 0
-                self._push(t + dt, stage)
-                return
-            t += dt
-
-    def _decode_loop(self, horizon: float) -> None:
-        """Decode-only fast path: :meth:`_stage_end` and :meth:`_on_schedule` inlined for
-        decode groups taking turns in the pipeline, with no heap, until the horizon, a round in
-        which a request finishes, a merge of groups, memory pressure or a lone group (all left
-        to the general path). Same semantics and tie order as the general path (tests compare
-        the two with ``fast=False``)."""
-        busy, end, seqs, sq = self.stage_busy, self.stage_end_t, self.stage_seq, self.stage_q
-        pp, last, micro = self.pp, self.pp - 1, self.micro
-        ready = self.ready
-        decode_stages = self.stage_time.decode_stages
-        while True:
-            s = -1
-            for i in range(pp):
-                if busy[i] is not None and (s < 0 or (end[i], seqs[i]) < (end[s], seqs[s])):
-                    s = i
-            if s < 0:
-                break
-            t = end[s]
-            batch = busy[s]
-            g = batch.group  # type: ignore[union-attr]
-            if t >= horizon or g is None or (s == last and g.fin[0][0] <= g.r + 1):
-                break
-            if s == last:
-                t = self._skip_cycles(g, t, horizon)
-            busy[s] = None
-            if s == 0:
-                self.running_stages -= 1
-            for j in (s, s + 1) if s < last else (s,):
-                if j == s + 1:
-                    sq[j].append(batch)  # type: ignore[arg-type]
-                if busy[j] is None and sq[j]:
-                    nb = sq[j].popleft()
-                    busy[j] = nb
-                    end[j] = t + nb.times[j]
-                    self.seq += 1
-                    seqs[j] = self.seq
-            if s == last:
-                self.running_batches -= 1
-                self.num_iterations += 1
-                g.r += 1
-                g.sum_proc += len(g.members)
-                ready.append(g)
-            if not ((s == 0 or s == last) and self.running_stages == 0
-                    and self.running_batches < pp and ready):
-                continue
-            g2 = ready[0]
-            b = len(g2.members)
-            need = g2.phase_cnt[(1 - g2.r) % 16]
-            if (len(ready) > 1 or b > micro or self.running_batches == 0
-                    or need >= self.total_blocks - self.used):
-                self._on_schedule(t)  # merge, split, lone group or memory: general path
-                break
-            ready.pop()
-            self.used += need
-            mean_kv = (g2.sum_proc + b) // b
-            g2.last_mean = mean_kv
-            g2.last_times = decode_stages(b, mean_kv)
-            self.running_batches += 1
-            self.running_stages += 1
-            self.num_steps += 1
-            sq[0].append(Batch(g2.last_times, group=g2, need=need))
-            if busy[0] is None:
-                nb = sq[0].popleft()
-                busy[0] = nb
-                end[0] = t + nb.times[0]
-                self.seq += 1
-                seqs[0] = self.seq
-        # Hand the pipeline back to the heap.
-        ev = [e for e in self.events if e[2] != STAGE_END]
-        ev += [(end[i], seqs[i], STAGE_END, i) for i in range(pp) if busy[i] is not None]
+        ev = [e for e in self.events if e[2] != STAGE_END]  # the stretch owns the pipeline
         heapq.heapify(ev)
         self.events[:] = ev
+        self._push(now + k * period, self.stretch_epoch, STRETCH_END)
 
-    def _skip_cycles(self, g: Group, t: float, horizon: float) -> float:
-        """Event skipping for decode groups taking turns: at ``g``'s batch end, if the pipeline
-        is exactly as at ``g``'s previous batch end (same groups in the same places, same stage
-        times, every group one round further, remaining stage times within 1 ns), the cycle
-        repeats: skip ``n`` whole periods, up to just before the next finish, KV-bucket change,
-        memory pressure or external event. Returns the (shifted) time of this batch end."""
-        m = g.last_mean
-        if g.fin[0][0] - g.r < 4 or -(-m // 256) * 256 - m < 2:
-            g.cycle = None  # a finish or bucket change is due: nothing to skip
-            return t
-        busy, end = self.stage_busy, self.stage_end_t
-        groups: list[Group] = []
-        offs: list[float] = []
-        for i, b in enumerate(busy):
-            if b is not None:
-                groups.append(b.group)  # type: ignore[arg-type]
-                offs.append(end[i] - t)
-        for q in self.stage_q:
-            for b in q:
-                groups.append(b.group)  # type: ignore[arg-type]
-        inflight = len(groups)
-        groups += self.ready
-        key = (tuple(map(id, groups)), tuple(id(x.last_times) for x in groups), len(offs),
-               inflight)
-        rs = [x.r for x in groups]
-        prev, g.cycle = g.cycle, (t, key, offs, rs)
-        if prev is None or prev[1] != key:
-            return t
-        t0, _, offs0, rs0 = prev
-        for r, r0 in zip(rs, rs0, strict=True):
-            if r != r0 + 1:
-                return t
-        for a, b0 in zip(offs, offs0, strict=True):
-            if abs(a - b0) > 1e-9:
-                return t
-        period = t - t0
-        n = int((horizon - t) / period) - 1 if horizon < math.inf else 1 << 30
-        for i, x in enumerate(groups):
-            m = x.last_mean
-            n = min(n, x.fin[0][0] - x.r - 2, -(-m // 256) * 256 - m - (i >= inflight))
-        if n < 1:
-            return t
-        needs = sum(self._round_needs(x, 1 if i < inflight else 0, n)
-                    for i, x in enumerate(groups))
-        if needs >= self.total_blocks - self.used - sum(len(x.members) for x in groups):
-            return t
-        self.used += needs
-        for x in groups:
-            x.r += n
-            x.sum_proc += len(x.members) * n
-            x.last_mean += n
-            x.cycle = None
-        self.num_iterations += n * len(groups)
-        shift = n * period
-        for i, b in enumerate(busy):
-            if b is not None:
-                end[i] += shift
-        return t + shift
+    def _materialise(self, j: int) -> float:
+        """End the stretch at the start of its ``j``-th cycle: every group has completed and
+        re-formed ``j`` more rounds; the pipeline is as at the stretch's start, ``j`` periods
+        later. Returns that time."""
+        groups = self.stretch
+        assert groups is not None
+        t = self.stretch_t0 + j * self.stretch_period
+        for g in groups:
+            if j:
+                self.used += self._round_needs(g, 1, j)
+            g.r += j
+            g.sum_proc += len(g.members) * j
+            g.last_mean += j
+        self.num_iterations += j * len(groups)
+        self.num_steps += j * len(groups)
+        self.stretch = None
+        self.stretch_epoch += 1
+        # Re-create the batches in flight, in the order the literal path pushes them.
+        for s in range(len(groups) - 1, -1, -1):
+            g = groups[s]
+            batch = Batch(self.stretch_times[s], group=g)
+            self.stage_busy[s] = batch
+            self.stage_start_t[s] = t
+            self.stage_end_t[s] = t + batch.times[s]
+            self._push(self.stage_end_t[s], s)
+            self.stage_seq[s] = self.seq
+        return t
+
+    def _end_stretch(self, now: float) -> None:
+        self._materialise(self.stretch_k)
+
+    def _cut_stretch(self, now: float) -> None:
+        """An arrival at ``now``: end the stretch at the start of the cycle in progress, then
+        replay the pipeline's own events up to ``now`` (none of them finishes a request)."""
+        j = min(int((now - self.stretch_t0) / self.stretch_period), self.stretch_k)
+        self._materialise(j)
+        self.replaying = True
+        ev = self.events
+        while ev and ev[0][0] < now:
+            t, _, kind, arg = heapq.heappop(ev)
+            if kind == STAGE_END:
+                self._stage_end(arg, t)
+        self.replaying = False
 
     # ------------------------------------------------------------------ batch end
     def _batch_end(self, batch: Batch, now: float) -> None:

@@ -68,6 +68,9 @@ BUILTIN_TRACES: dict[str, str] = {
     "sharegpt": "sharegpt_v3_lengths/sharegpt_v3_turn_lengths.csv",
     "arxiv": "vidur_arxiv_summarization_lengths/"
              "arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv",
+    # The workloads of the Vidur comparison (servoir/data/vidur_baseline).
+    **{f"vidur_{w}": f"../vidur_baseline/workloads/{w}.csv"
+       for w in ("w1k_qps1", "w1k_qps2", "w1k_qps4", "w10k_qps1", "w10k_qps2")},
 }
 """Short name -> path of the shipped file, relative to ``servoir/data/traces``."""
 
