@@ -101,7 +101,7 @@ def builtin_trace_path(name: str) -> Path:
     """
     if name not in BUILTIN_TRACES:
         raise UnknownNameError("trace", name, list(BUILTIN_TRACES))
-    return _TRACE_DIR / BUILTIN_TRACES[name]
+    return (_TRACE_DIR / BUILTIN_TRACES[name]).resolve()
 
 
 def _resolve(path_or_name: str | Path) -> Path:

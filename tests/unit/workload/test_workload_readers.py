@@ -25,6 +25,8 @@ from servoir.workload import (
 README_COUNTS = {
     "azure_code": 8_819, "azure_conv": 19_366, "mooncake_conversation": 12_031,
     "mooncake_synthetic": 3_993, "sharegpt": 61_239, "arxiv": 28_257,
+    "vidur_w1k_qps1": 1_000, "vidur_w1k_qps2": 1_000, "vidur_w1k_qps4": 1_000,
+    "vidur_w10k_qps1": 10_000, "vidur_w10k_qps2": 10_000,
 }
 
 
