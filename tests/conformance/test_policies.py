@@ -26,6 +26,9 @@ from servoir.results import RunResult
 from servoir.sim import Cluster, collect
 from servoir.views import ReplicaTable, RequestView
 
+from checks_routing import CHECKS as ROUTING_CHECKS
+from checks_scheduling import CHECKS as SCHEDULING_CHECKS
+
 ROUTERS = registry.names("routing")
 SCHEDULERS = registry.names("scheduling")
 FAMILY_OF = {"routing": ROUTERS, "scheduling": SCHEDULERS}
@@ -239,6 +242,9 @@ GUARANTEE_CHECKS: dict[str, Callable[[str, str], None]] = {
     "work_conserving": check_work_conserving,
     "starvation_free": check_starvation_free,
     "deterministic": check_deterministic,
+    # Family-specific checks live beside this file, one module per family.
+    **ROUTING_CHECKS,
+    **SCHEDULING_CHECKS,
 }
 
 DECLARED = [

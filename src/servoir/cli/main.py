@@ -134,13 +134,29 @@ def compare(
     set_: Annotated[list[str] | None, Opt("--set", help="key=value override (repeatable).")] = None,
     seed: Annotated[int, Opt(help="Root seed.")] = 0,
     out: Annotated[Path, Opt(help="Output folder.")] = Path("results/compare"),
+    family: Annotated[str | None, Opt(help="A family's own experiment instead: "
+                                           "one of servoir.experiments.FAMILIES.")] = None,
+    quick: Annotated[bool, Opt(help="--family: a smaller sweep (smoke run).")] = False,
     as_json: Annotated[bool, Opt("--json", help="Print the table as JSON.")] = False,
 ) -> None:
     """The main job: one scenario under several policy combinations, one table and one plot.
 
     With no arguments: the Azure LLM 2023 conversation trace (19,366 real requests, replayed at
     22 req/s, about 70% of the cluster's saturated throughput) on 4 Llama-3-8B A100 instances.
+    With ``--family NAME``: that family's experiment (its module's ``run_family``), which writes
+    its table and plots into ``--out``.
     """
+    if family is not None:
+        from servoir.cli.report import print_rows
+        from servoir.experiments import run_family
+
+        result = run_family(family, out=out, seed=seed, quick=quick,
+                            echo=None if as_json else typer.echo)
+        if as_json:
+            typer.echo(json.dumps(result["rows"]))
+            return
+        print_rows(result)
+        return
     from servoir.experiments.compare import compare_policies
 
     table = compare_policies(

@@ -111,3 +111,18 @@ def print_vidur(rows: list[dict[str, Any]]) -> None:
                   f"{r['ttft_s_p50_rel_err']:+.1%}", f"{r['tpot_s_p50_rel_err']:+.1%}",
                   f"{r['e2e_s_p50_rel_err']:+.1%}")
     console.print(t)
+
+
+def print_rows(result: dict[str, Any]) -> None:
+    """A family experiment's table (any columns) and the files it wrote."""
+    console.print(f"[bold]{result['title']}[/]")
+    rows = result["rows"]
+    if rows:
+        t = Table(*rows[0].keys())
+        for r in rows:
+            t.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()))
+        console.print(t)
+    for line in result.get("notes", []):
+        console.print(line)
+    for p in result["files"]:
+        console.print(f"wrote {p}")
