@@ -34,15 +34,12 @@ def reference_run(arrival, prompt, output, *, lat, max_num_seqs, max_num_batched
     used = 0
     t = 0.0
     nxt = 0
-    def iter_time(ntok, nseq, work):
+    def iter_time(ntok, nseq, work, kv):
         # Pipeline: m = min(pp, nseq) micro-batches, each through all stages.
         m = max(1, min(pp, nseq))
         mt = cdiv(ntok, m)
         hops = (pp - 1) * lat.p2p_time(mt) if pp > 1 else 0.0
-        return lat.step_time(mt, cdiv(nseq, m), 0, work / m) + hops
-
-    def kv_coef(nseq):
-        return lat.kv_coef_s / max(1, min(pp, nseq))
+        return lat.step_time(mt, cdiv(nseq, m), kv / m, work / m) + hops
 
     def is_dec(r):
         return computed[r] == prompt[r] + gen[r] - 1 and gen[r] >= 1 and r in running and \
@@ -156,7 +153,7 @@ def reference_run(arrival, prompt, output, *, lat, max_num_seqs, max_num_batched
         work = sum(c * computed[r] + c * (c + 1) / 2 for r, c in chunks)
         attended = sum(computed[r] + 1 for r in decs)
         nseq = len(decs) + len(chunks)
-        t = t + iter_time(ntok, nseq, work) + kv_coef(nseq) * attended
+        t = t + iter_time(ntok, nseq, work, attended)
         done = []
         for r in decs:
             computed[r] += 1

@@ -59,6 +59,15 @@ _GPUS: dict[str, GpuSpec] = {
     "h200": GpuSpec(
         "h200", int(139.8 * _GIB), 4.8e12, 989.4e12, 700.0, 450e9, "H200 SXM 141GB HBM3e"
     ),
+    # The GPUs of the real vLLM validation runs (servoir validate). Memory is what CUDA reports
+    # (the RTX 4090 run's vLLM saw 23.5 GiB); links are PCIe (no NVLink).
+    "rtx4090": GpuSpec(
+        "rtx4090", int(23.5 * _GIB), 1.008e12, 165.2e12, 450.0, 32e9, "GeForce RTX 4090 24GB"
+    ),
+    "rtxpro6000": GpuSpec(
+        "rtxpro6000", int(94.97 * _GIB), 1.597e12, 251.9e12, 600.0, 64e9,
+        "RTX PRO 6000 Blackwell Server Edition 96GB"
+    ),
 }
 _GPU_ALIASES = {
     "a100-80gb": "a100",
@@ -69,6 +78,9 @@ _GPU_ALIASES = {
     "h100_sxm": "h100",
     "h200-sxm": "h200",
     "h200_sxm": "h200",
+    "rtx-4090": "rtx4090",
+    "rtx-pro-6000": "rtxpro6000",
+    "rtx_pro_6000": "rtxpro6000",
 }
 
 

@@ -130,8 +130,10 @@ class Instance:
         self.s_used = array("q")
 
     # ------------------------------------------------------------------ timing
-    def _iter_time(self, num_tokens: int, num_seqs: int, prefill_work: float) -> float:
-        """Time of one iteration without its decode-KV term.
+    def _iter_time(self, num_tokens: int, num_seqs: int, prefill_work: float,
+                   decode_kv: int = 0) -> float:
+        """Time of one iteration (``decode_kv``: attended decode KV tokens; a decode stretch
+        passes 0 and adds its KV term as an arithmetic series, see :meth:`_start_step`).
 
         Pipeline parallelism (``pp > 1``): the batch is split into ``m = min(pp, num_seqs)``
         micro-batches in flight (a sequence is never split), each traversing all stages; one
@@ -142,11 +144,11 @@ class Instance:
         pp = self.p.pp
         lat = self.lat
         if pp == 1 or num_seqs <= 1:
-            t = lat.step_time(num_tokens, num_seqs, 0, prefill_work)
+            t = lat.step_time(num_tokens, num_seqs, decode_kv, prefill_work)
             return t if pp == 1 else t + (pp - 1) * lat.p2p_time(num_tokens)
         m = min(pp, num_seqs)
         mt = -(-num_tokens // m)
-        return (lat.step_time(mt, -(-num_seqs // m), 0, prefill_work / m)
+        return (lat.step_time(mt, -(-num_seqs // m), decode_kv / m, prefill_work / m)
                 + (pp - 1) * lat.p2p_time(mt))
 
     def _kv_coef(self, num_seqs: int) -> float:
@@ -485,7 +487,7 @@ class Instance:
         if plan.chunks or plan.preempted:
             self.used += plan.need_dec  # a single iteration allocates its decode blocks now
             nseq = n + len(plan.chunks)
-            a = self._iter_time(plan.ntok, nseq, plan.work) + self._kv_coef(nseq) * attended
+            a = self._iter_time(plan.ntok, nseq, plan.work, attended)
             k, b = 1, 0.0
         else:
             # Pure decodes until the first finish or until memory runs out.

@@ -45,8 +45,9 @@ def test_unknown_model_lists_valid_names() -> None:
 
 
 def test_gpus() -> None:
-    assert list_gpus() == ["a100", "h100", "h200"]
+    assert list_gpus() == ["a100", "h100", "h200", "rtx4090", "rtxpro6000"]
     assert get_gpu("H100_SXM") is get_gpu("h100")
     assert get_gpu("h200").memory_bytes > get_gpu("h100").memory_bytes
-    with pytest.raises(UnknownNameError, match="a100, h100, h200"):
+    assert get_gpu("rtx-4090") is get_gpu("rtx4090")
+    with pytest.raises(UnknownNameError, match="a100, h100, h200, rtx4090, rtxpro6000"):
         get_gpu("v100")
