@@ -79,6 +79,8 @@ def simulate(
     kv_tokens: Annotated[int | None, Opt(help="KV capacity per instance (tokens).")] = None,
     router: Annotated[str | None, Opt(help="Routing policy.")] = None,
     scheduler: Annotated[str | None, Opt(help="Scheduling policy.")] = None,
+    predictor: Annotated[str | None, Opt(help="Output-length predictor: oracle | noisy:SIGMA | "
+                                              "interval:ALPHA[:adversarial] | learned.")] = None,
     max_concurrency: Annotated[int | None, Opt(help="Closed-loop cap on requests in flight.")] = None,
     slo_ttft: Annotated[float | None, Opt(help="TTFT SLO (s).")] = None,
     slo_tpot: Annotated[float | None, Opt(help="TPOT SLO (s).")] = None,
@@ -99,6 +101,10 @@ def simulate(
         "cluster.router.name": router, "instance.scheduler.name": scheduler,
         "slo.ttft_s": slo_ttft, "slo.tpot_s": slo_tpot, "seed": seed,
     }
+    if predictor is not None:
+        from servoir.workload.predictors import parse_predictor
+
+        flags["prediction.kind"], flags["prediction.params"] = parse_predictor(predictor)
     cfg = load_config(config, flags, set_)
     update, stop = progress_bar("simulating")
     try:
@@ -115,6 +121,37 @@ def simulate(
     from servoir.cli.report import print_headline
 
     print_headline(head, cfg)
+
+
+@app.command()
+@friendly
+def validate(
+    bundles: Annotated[list[Path] | None, typer.Argument(help="Bundle folders (default: every "
+                                                              "bundle shipped).")] = None,
+    out: Annotated[Path, Opt(help="Folder for the running/waiting PNGs.")] = Path(
+        "results/validate"),
+    as_json: Annotated[bool, Opt("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Replay real vLLM 0.19 runs from their engine flags and per-layer tables; print measured
+    beside predicted TTFT, TPOT and E2E (mean, p50, p90), throughput and each error."""
+    from servoir.validation.bundle import shipped_bundles
+    from servoir.validation.replay import compare as compare_bundle
+    from servoir.validation.replay import plot_series, predict
+
+    names: list[str | Path] = list(bundles) if bundles else list(shipped_bundles())
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {}
+    for name in names:
+        pred = predict(name)
+        row = compare_bundle(pred)
+        row["plot"] = str(plot_series(pred, out / f"{pred.bundle.name}.png"))
+        result[pred.bundle.name] = row
+    if as_json:
+        typer.echo(json.dumps({"bundles": result}))
+        return
+    from servoir.cli.report import print_validation
+
+    print_validation(result)
 
 
 @app.command()

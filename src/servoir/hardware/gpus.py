@@ -49,6 +49,7 @@ class GpuSpec:
     power_w: float
     interconnect_bytes_per_s: float
     description: str = ""
+    collective_latency_s: float = 10e-6  # fixed cost of one NCCL collective between GPUs
 
 
 _GPUS: dict[str, GpuSpec] = {
@@ -64,9 +65,12 @@ _GPUS: dict[str, GpuSpec] = {
     "rtx4090": GpuSpec(
         "rtx4090", int(23.5 * _GIB), 1.008e12, 165.2e12, 450.0, 32e9, "GeForce RTX 4090 24GB"
     ),
+    # Between the validation server's RTX PRO 6000s NCCL goes over PCIe without peer-to-peer:
+    # 16 GB/s and 20 us per collective, the link its cluster description records
+    # (data/validation/*/config.json: link_bw, link_latency), not the PCIe 5 x16 peak.
     "rtxpro6000": GpuSpec(
-        "rtxpro6000", int(94.97 * _GIB), 1.597e12, 251.9e12, 600.0, 64e9,
-        "RTX PRO 6000 Blackwell Server Edition 96GB"
+        "rtxpro6000", int(94.97 * _GIB), 1.597e12, 251.9e12, 600.0, 16e9,
+        "RTX PRO 6000 Blackwell Server Edition 96GB", collective_latency_s=20e-6,
     ),
 }
 _GPU_ALIASES = {

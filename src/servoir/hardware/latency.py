@@ -104,10 +104,12 @@ class LatencyModel:
     p2p_bytes_per_s: float = 300e9
     p2p_latency_s: float = P2P_LATENCY_S
     source: str = "roofline"
-    # Iterations that mix prefill chunks with decodes (prefill_attn_work > 0): FlashAttention's
-    # varlen path reads decode KV at another rate and costs a fixed extra (None: the pure rate).
+    # Iterations with prefill chunks (prefill_attn_work > 0) cost ``prefill_overhead_s`` more;
+    # when they also carry decodes (decode KV > 0), FlashAttention's varlen path reads the
+    # decode KV at ``mixed_kv_coef_s`` (None: the pure-decode rate) plus ``mixed_overhead_s``.
     mixed_kv_coef_s: float | None = None
     mixed_overhead_s: float = 0.0
+    prefill_overhead_s: float = 0.0
     fit: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     _slopes: tuple[float, ...] = field(init=False, repr=False, compare=False, hash=False)
     _first: float = field(init=False, repr=False, compare=False, hash=False)
@@ -152,8 +154,11 @@ class LatencyModel:
                 i = len(self._slopes) - 1
             t = self.token_time_s[i] + self._slopes[i] * (num_tokens - knots[i])
         if prefill_attn_work > 0 and self.mixed_kv_coef_s is not None:
+            extra = self.prefill_overhead_s
+            if decode_kv_tokens > 0:
+                extra += self.mixed_overhead_s
             return (
-                self.overhead_s + self.mixed_overhead_s + t
+                self.overhead_s + extra + t
                 + self.seq_coef_s * num_seqs
                 + self.mixed_kv_coef_s * decode_kv_tokens
                 + self.prefill_attn_coef_s * prefill_attn_work
@@ -187,7 +192,8 @@ class LatencyModel:
             "p2p_bytes_per_s": self.p2p_bytes_per_s,
             "p2p_latency_s": self.p2p_latency_s,
             **({"mixed_kv_coef_s": self.mixed_kv_coef_s,
-                "mixed_overhead_s": self.mixed_overhead_s}
+                "mixed_overhead_s": self.mixed_overhead_s,
+                "prefill_overhead_s": self.prefill_overhead_s}
                if self.mixed_kv_coef_s is not None else {}),
             "fit": self.fit,
         }
@@ -212,6 +218,7 @@ class LatencyModel:
             mixed_kv_coef_s=(None if d.get("mixed_kv_coef_s") is None
                              else float(d["mixed_kv_coef_s"])),
             mixed_overhead_s=float(d.get("mixed_overhead_s", 0.0)),
+            prefill_overhead_s=float(d.get("prefill_overhead_s", 0.0)),
             fit=dict(d.get("fit", {})),
         )
 

@@ -1,0 +1,149 @@
+"""Real-engine validation bundles: engine flags, arrival schedule, per-layer profiles.
+
+A bundle is a folder as shipped in ``servoir/data/validation`` (LLMServingSim's vLLM 0.19 runs):
+``vllm/meta.json`` (engine flags; resolved KV blocks when recorded), ``workload.csv`` (the arrival
+schedule), ``perf/bf16/tp*/`` (per-layer latency tables profiled on the same GPU with the same
+vLLM), and the measurements ``vllm/requests.jsonl`` and ``vllm/timeseries.csv``.
+
+Honest fitting: :func:`load_bundle` reads the flags, the schedule and the profiles only. The
+measurements are read by :func:`measured_metrics` and :func:`measured_timeseries`, which the
+comparison alone calls (a test checks that predictions do not change when they are corrupted).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import lzma
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from servoir.errors import InputError
+from servoir.workload import Workload
+
+BUNDLES_DIR = Path(__file__).resolve().parent.parent / "data" / "validation"
+# Hugging Face names in the bundles -> servoir's model and GPU names.
+MODELS = {"meta-llama/Llama-3.1-8B": "llama-3.1-8b", "Qwen/Qwen3-32B": "qwen3-32b",
+          "Qwen/Qwen3-30B-A3B-Instruct-2507": "qwen3-30b-a3b"}
+GPUS = {"RTX4090": "rtx4090", "RTXPRO6000": "rtxpro6000"}
+VLLM_DEFAULT_MEMORY_UTILIZATION = 0.9
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """One real run's inputs: what a simulator may know before predicting it."""
+
+    name: str
+    path: Path
+    model: str
+    gpu: str
+    tp: int
+    dp: int
+    expert_parallel: bool
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    block_size: int
+    gpu_memory_utilization: float
+    num_gpu_blocks: int | None  # resolved by vLLM and recorded in meta.json (an engine flag)
+    workload: Workload
+
+    def perf_dir(self, tp: int | None = None) -> Path:
+        """Folder of the per-layer tables for a tensor-parallel degree (default: the run's)."""
+        return self.path / "perf" / "bf16" / f"tp{tp or self.tp}"
+
+
+def shipped_bundles() -> list[str]:
+    """Names of the bundles shipped with the package."""
+    return sorted(p.name for p in BUNDLES_DIR.iterdir() if (p / "vllm" / "meta.json").is_file())
+
+
+def resolve(name_or_path: str | Path) -> Path:
+    """A bundle folder from a shipped name or a path."""
+    p = Path(name_or_path)
+    if (p / "vllm" / "meta.json").is_file():
+        return p
+    q = BUNDLES_DIR / str(name_or_path)
+    if (q / "vllm" / "meta.json").is_file():
+        return q
+    raise InputError(f"not a validation bundle (no vllm/meta.json); shipped: "
+                     f"{', '.join(shipped_bundles())}", file=str(name_or_path))
+
+
+def load_bundle(name_or_path: str | Path) -> Bundle:
+    """Engine flags, hardware, and arrival schedule of a bundle (no measurements)."""
+    path = resolve(name_or_path)
+    meta_path = path / "vllm" / "meta.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+        kw = meta["engine_kwargs"]
+        hf_model = kw["model"]
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(f"cannot read engine flags: {e}", file=str(meta_path)) from e
+    if hf_model not in MODELS:
+        raise InputError(f"unknown model '{hf_model}'; known: {', '.join(MODELS)}",
+                         file=str(meta_path), field="engine_kwargs.model")
+    hw = path.name.split("_", 1)[0]
+    if hw not in GPUS:
+        raise InputError(f"unknown hardware '{hw}'; known: {', '.join(GPUS)}", file=str(path))
+    kv = meta.get("kv_cache") or {}
+    return Bundle(
+        name=path.name, path=path, model=MODELS[hf_model], gpu=GPUS[hw],
+        tp=int(kw.get("tensor_parallel_size") or 1), dp=int(kw.get("data_parallel_size") or 1),
+        expert_parallel=bool(kw.get("enable_expert_parallel")),
+        max_num_seqs=int(kw.get("max_num_seqs") or 256),
+        max_num_batched_tokens=int(kw.get("max_num_batched_tokens") or 8192),
+        block_size=int(kv.get("block_size") or 16),
+        gpu_memory_utilization=float(kv.get("gpu_memory_utilization")
+                                     or VLLM_DEFAULT_MEMORY_UTILIZATION),
+        num_gpu_blocks=kv.get("num_gpu_blocks"),
+        workload=_read_schedule(path / "workload.csv"),
+    )
+
+
+def _read_schedule(path: Path) -> Workload:
+    rows = read_csv(path)
+    try:
+        arr = np.array([int(r["arrival_time_ns"]) for r in rows], dtype=np.float64) * 1e-9
+        prompt = np.array([int(r["input_toks"]) for r in rows])
+        output = np.array([int(r["output_toks"]) for r in rows])
+    except (KeyError, ValueError) as e:
+        raise InputError(f"bad arrival schedule: {e}", file=str(path)) from e
+    order = np.argsort(arr, kind="stable")
+    return Workload(arr[order], prompt[order], output[order], source=str(path))
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """Rows of a CSV file, ``.csv`` or xz-compressed ``.csv.xz``."""
+    if not path.exists() and path.with_suffix(path.suffix + ".xz").exists():
+        path = path.with_suffix(path.suffix + ".xz")
+    try:
+        opener: Any = lzma.open if path.suffix == ".xz" else open
+        with opener(path, "rt", newline="") as f:
+            return list(csv.DictReader(f))
+    except OSError as e:
+        raise InputError(f"cannot read: {e}", file=str(path)) from e
+
+
+# ---------------------------------------------------------------------- measurements (comparison only)
+def measured_metrics(bundle: Bundle) -> dict[str, np.ndarray]:
+    """Per-request TTFT, TPOT and E2E of the real run (LLMServingSim's definitions: TTFT and E2E
+    from ``queued_ts``, TPOT = decode time / (output - 1)). For the comparison only."""
+    path = bundle.path / "vllm" / "requests.jsonl"
+    recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    q = np.array([r["queued_ts"] for r in recs])
+    first = np.array([r["first_token_ts"] for r in recs])
+    last = np.array([r["last_token_ts"] for r in recs])
+    out = np.array([r["output_toks"] for r in recs], dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(out > 1, (last - first) / (out - 1), np.nan)
+    return {"ttft_s": first - q, "tpot_s": tpot[~np.isnan(tpot)], "e2e_s": last - q,
+            "span_s": np.array([last.max() - q.min()])}
+
+
+def measured_timeseries(bundle: Bundle) -> dict[str, np.ndarray]:
+    """The real run's per-second running/waiting requests. For the comparison only."""
+    rows = read_csv(bundle.path / "vllm" / "timeseries.csv")
+    return {k: np.array([float(r[k]) for r in rows]) for k in ("t", "running", "waiting")}

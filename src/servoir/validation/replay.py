@@ -1,0 +1,175 @@
+"""``servoir validate``: replay real vLLM 0.19 runs and compare with their measurements.
+
+Prediction uses only the bundle's engine flags, arrival schedule and per-layer tables
+(:func:`predict`); the measurements enter in :func:`compare` alone. The engine is servoir's
+default vLLM v1 instance with the run's flags (chunked prefill within
+``max_num_batched_tokens``, ``max_num_seqs``, block size 16, recompute preemption). KV capacity
+is the bundle's resolved ``num_gpu_blocks`` when recorded (an engine flag), else computed as vLLM
+does from GPU memory, ``gpu_memory_utilization``, weights and activations. Data parallelism
+runs ``dp`` instances behind vLLM's DP load balancer (fewest ``4 * waiting + running``); with
+expert parallelism the MoE layers' dispatch and combine are charged in the latency model.
+
+Metrics use the bundles' definitions (LLMServingSim's ``bench/core/validate.py``): TTFT and
+E2E from arrival, TPOT = decode time / (output tokens - 1); mean, p50 and p90.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from servoir.hardware import (
+    default_activation_reserve_bytes,
+    get_gpu,
+    get_model,
+    kv_capacity_tokens,
+)
+from servoir.hardware.layer_tables import table_latency
+from servoir.policies.routing.jsq import JoinShortestQueue
+from servoir.sim import Cluster, EngineParams, collect
+from servoir.validation.bundle import (
+    Bundle,
+    load_bundle,
+    measured_metrics,
+    measured_timeseries,
+)
+
+METRICS = ("ttft_s", "tpot_s", "e2e_s")
+
+
+@dataclass
+class Prediction:
+    """Predicted per-request metrics and the replay's series for one bundle."""
+
+    bundle: Bundle
+    metrics: dict[str, np.ndarray]
+    series: list[Any]
+    span_s: float
+    replay_wall_s: float
+    kv_blocks: int
+    num_preemptions: int
+
+
+def kv_blocks(b: Bundle) -> int:
+    """KV blocks per instance: the recorded engine flag, else vLLM's memory arithmetic."""
+    if b.num_gpu_blocks:
+        return int(b.num_gpu_blocks)
+    spec = get_model(b.model)
+    reserve = default_activation_reserve_bytes(spec, b.tp, b.max_num_batched_tokens,
+                                               b.max_num_seqs)
+    tokens = kv_capacity_tokens(b.model, b.gpu, b.tp, 1, b.gpu_memory_utilization, reserve)
+    return tokens // b.block_size
+
+
+def predict(bundle: Bundle | str | Path) -> Prediction:
+    """Replay a bundle from its flags, schedule and profiles (no measurement is read)."""
+    b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    t0 = time.perf_counter()
+    spec, gpu = get_model(b.model), get_gpu(b.gpu)
+    ep = b.dp if b.expert_parallel else 1
+    latency = table_latency(b.perf_dir(), spec, gpu, b.tp, ep=ep,
+                            max_tokens=b.max_num_batched_tokens)
+    blocks = kv_blocks(b)
+    engine = EngineParams(b.max_num_seqs, b.max_num_batched_tokens, b.block_size, blocks,
+                          True, 1)
+    cluster = Cluster(b.workload, num_instances=b.dp, engine=engine, latency=latency,
+                      router=VllmDpBalance(), make_scheduler=_fcfs, max_model_len=10**9)
+    cluster.run()
+    res = collect(cluster)
+    r = res.requests
+    tpot = r["tpot_s"][~np.isnan(r["tpot_s"])]
+    return Prediction(b, {"ttft_s": r["ttft_s"], "tpot_s": tpot, "e2e_s": r["e2e_s"]},
+                      res.series, res.span_s(), time.perf_counter() - t0, blocks,
+                      int(r["num_preemptions"].sum()))
+
+
+def _fcfs() -> Any:
+    from servoir.policies.scheduling.fcfs import FCFS
+
+    return FCFS()
+
+
+class VllmDpBalance(JoinShortestQueue):
+    """vLLM's data-parallel balancing (``4 * waiting + running``, lowest wins)."""
+
+    def load(self, replicas: Any) -> np.ndarray:
+        """vLLM's DP score."""
+        return 4 * replicas.num_waiting + replicas.num_running
+
+
+def _stats(v: np.ndarray) -> dict[str, float]:
+    return {"mean": float(np.mean(v)), "p50": float(np.percentile(v, 50)),
+            "p90": float(np.percentile(v, 90))}
+
+
+def compare(pred: Prediction) -> dict[str, Any]:
+    """Measured beside predicted, with relative errors (the only use of the measurements)."""
+    measured = measured_metrics(pred.bundle)
+    out: dict[str, Any] = {}
+    for k in METRICS:
+        m, p = _stats(measured[k]), _stats(pred.metrics[k])
+        out[k] = {"measured": m, "predicted": p,
+                  "error": {s: p[s] / m[s] - 1 for s in m}}
+    n = len(measured["e2e_s"])
+    out["throughput_rps"] = {"measured": n / float(measured["span_s"][0]),
+                             "predicted": n / pred.span_s}
+    out["throughput_rps"]["error"] = (out["throughput_rps"]["predicted"]
+                                      / out["throughput_rps"]["measured"] - 1)
+    out["replay_wall_s"] = pred.replay_wall_s
+    out["kv_blocks"] = pred.kv_blocks
+    out["num_preemptions"] = pred.num_preemptions
+    out["llmservingsim_error"] = llmservingsim_errors(pred.bundle)
+    return out
+
+
+def llmservingsim_errors(b: Bundle) -> dict[str, float]:
+    """LLMServingSim's own mean/median errors from the bundle's ``validation/summary.txt``."""
+    path = b.path / "validation" / "summary.txt"
+    names = {"TTFT": "ttft_s", "TPOT": "tpot_s", "Latency": "e2e_s"}
+    out: dict[str, float] = {}
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[0] in names and parts[1] in ("Mean", "Median"):
+            stat = "mean" if parts[1] == "Mean" else "p50"
+            out[f"{names[parts[0]]}.{stat}"] = float(parts[-1].rstrip("%")) / 100
+    return out
+
+
+def plot_series(pred: Prediction, path: Path) -> Path:
+    """Running and waiting requests over time: replay against the run's ``timeseries.csv``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    real = measured_timeseries(pred.bundle)
+    t = np.concatenate([s.time_at for s in pred.series])
+    grid = np.arange(0.0, float(t.max()) + 1.0, 1.0)
+    running = np.zeros_like(grid)
+    waiting = np.zeros_like(grid)
+    for s in pred.series:
+        if len(s.time_at):
+            idx = np.searchsorted(s.time_at, grid, side="right") - 1
+            ok = idx >= 0
+            running[ok] += s.num_running[idx[ok]]
+            waiting[ok] += s.num_waiting[idx[ok]]
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.plot(real["t"], real["running"], "C0-", label="running (vLLM)")
+    ax.plot(real["t"], real["waiting"], "C1-", label="waiting (vLLM)")
+    ax.plot(grid, running, "C0--", label="running (servoir)")
+    ax.plot(grid, waiting, "C1--", label="waiting (servoir)")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("requests")
+    ax.set_title(pred.bundle.name)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
