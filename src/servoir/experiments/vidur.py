@@ -121,6 +121,7 @@ def run_vidur(workload: str, python: Path, cache: Path) -> tuple[float, dict[str
                f"--{p}_cache_dir", str(cache),
                f"--{p}_prediction_max_tokens_per_request", "8192",
                "--no-metrics_config_store_plots", "--no-metrics_config_enable_chrome_trace",
+               "--metrics_config_store_token_completion_metrics",  # as the research recipe
                "--metrics_config_output_dir", out]
         env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
         t0 = time.perf_counter()

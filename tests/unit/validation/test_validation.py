@@ -1,0 +1,107 @@
+"""Real vLLM 0.19 replays: honest inputs, the fitted tables, the comparison's structure."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from servoir.hardware import get_gpu, get_model
+from servoir.hardware.layer_tables import _read, fit_layer_tables, table_latency
+from servoir.validation.bundle import BUNDLES_DIR, load_bundle, measured_metrics, shipped_bundles
+from servoir.validation.replay import compare, kv_blocks, predict
+
+BUNDLES = shipped_bundles()
+
+
+def test_four_bundles_ship_with_the_package() -> None:
+    assert len(BUNDLES) == 4
+    for name in BUNDLES:
+        b = load_bundle(name)
+        assert len(b.workload) == 300 and b.block_size == 16
+        assert BUNDLES_DIR in b.path.parents
+
+
+def test_prediction_never_reads_the_measurements(tmp_path: Path) -> None:
+    """Corrupting the measured timings changes nothing the replay predicts."""
+    src = BUNDLES_DIR / "RTX4090_Llama-3.1-8B"
+    dst = tmp_path / src.name
+    shutil.copytree(src, dst)
+    a = predict(dst)
+    (dst / "vllm" / "requests.jsonl").write_text("not json\n")
+    (dst / "vllm" / "timeseries.csv").write_text("garbage\n")
+    (dst / "validation" / "summary.txt").unlink()
+    b = predict(dst)
+    for k in a.metrics:
+        np.testing.assert_array_equal(a.metrics[k], b.metrics[k])
+    with pytest.raises(ValueError):
+        compare(b)  # the comparison, and only it, reads them
+
+
+def test_kv_capacity_uses_the_recorded_engine_flag() -> None:
+    b = load_bundle("RTX4090_Llama-3.1-8B")
+    assert kv_blocks(b) == b.num_gpu_blocks == 2588
+    # Without the flag, vLLM's arithmetic gives the same within 1%.
+    computed = kv_blocks(type(b)(**{**b.__dict__, "num_gpu_blocks": None}))
+    assert abs(computed / 2588 - 1) < 0.01
+
+
+@pytest.mark.parametrize("name", [n for n in BUNDLES if "A3B" not in n])
+def test_decode_steps_reproduce_the_profile_sum(name: str) -> None:
+    """A pure-decode step is within 10% of the per-layer tables composed independently here as
+    vLLM runs a step: layers x (2 norms, qkv, [qk_norm], rope, o_proj, gate_up, act, down,
+    attention, TP all-reduces) + embedding + final norm + lm_head + sampler."""
+    from servoir.hardware.layer_tables import _collective_us
+
+    b = load_bundle(name)
+    spec, gpu, perf = get_model(b.model), get_gpu(b.gpu), b.perf_dir()
+    lm = fit_layer_tables(perf, spec, gpu, b.tp)
+    dense, att, per_seq = (_read(perf / f) for f in ("dense.csv", "attention.csv",
+                                                     "per_sequence.csv"))
+
+    def op(table, name, col, x):  # the profile's own value at an exact grid point
+        return float(table["time_us"][(table["layer"] == name) & (table[col] == x)][0])
+
+    layer_ops = ["layernorm", "layernorm", "qkv_proj", "rotary_emb", "o_proj", "gate_up_proj",
+                 "act_fn", "down_proj"] + (["qk_norm"] if "Qwen3" in name else [])
+    checked = 0
+    for nd, kd in ((16, 512), (32, 1024), (64, 1024), (128, 2048)):
+        m = (att["prefill_chunk"] == 0) & (att["n_decode"] == nd) & (att["kv_decode"] == kd)
+        if not m.any() or not (dense["tokens"] == nd).any():
+            continue
+        per_layer = sum(op(dense, o, "tokens", nd) for o in layer_ops) + float(att["time_us"][m][0])
+        if b.tp > 1:
+            per_layer += 2 * float(_collective_us(np.array([nd * spec.hidden_size * 2.0]),
+                                                  gpu, b.tp)[0])
+        step_us = (spec.num_layers * per_layer + op(dense, "embedding", "tokens", nd)
+                   + op(dense, "final_layernorm", "tokens", nd)
+                   + op(per_seq, "lm_head", "sequences", nd)
+                   + op(per_seq, "sampler", "sequences", nd))
+        got = lm.step_time(nd, nd, nd * (kd + 1), 0.0) * 1e6
+        assert abs(got / step_us - 1) < 0.10, (nd, kd, got, step_us)
+        checked += 1
+    assert checked >= 2
+
+
+def test_mixed_steps_cost_more_than_their_parts() -> None:
+    b = load_bundle("RTXPRO6000_Llama-3.1-8B")
+    lm = table_latency(b.perf_dir(), get_model(b.model), get_gpu(b.gpu), 1)
+    decode = lm.step_time(127, 127, 127 * 1200, 0.0)
+    prefill = lm.step_time(857, 1, 0, 857 * 858 / 2)
+    mixed = lm.step_time(127 + 857, 128, 127 * 1200, 857 * 858 / 2)
+    assert mixed > max(decode, prefill)
+
+
+def test_compare_reports_every_metric_and_llmservingsim() -> None:
+    row = compare(predict("RTXPRO6000_Qwen3-32B"))
+    for k in ("ttft_s", "tpot_s", "e2e_s"):
+        assert set(row[k]["measured"]) == {"mean", "p50", "p90"}
+        assert set(row[k]["error"]) == {"mean", "p50", "p90"}
+    assert row["replay_wall_s"] < 30  # seconds, not minutes (measured: ~0.1 s)
+    assert row["llmservingsim_error"]["ttft_s.mean"] == pytest.approx(0.013)
+    m = measured_metrics(load_bundle("RTXPRO6000_Qwen3-32B"))
+    # The bundles' README: TTFT p50 40,701.8 ms, TPOT p50 84.3 ms, E2E p50 98.6 s.
+    assert np.percentile(m["ttft_s"], 50) == pytest.approx(40.7018, rel=1e-4)
+    assert np.percentile(m["tpot_s"], 50) == pytest.approx(0.0843, rel=2e-3)
