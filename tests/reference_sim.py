@@ -1,14 +1,23 @@
-"""A naive reference engine: one instance, FCFS, one Python loop per iteration, per request.
+"""A naive reference engine: one instance, one Python loop per iteration, per request.
 
 It implements the same vLLM v1 rules as ``servoir.sim.instance`` with none of its aggregates
 (no phases, no finish heap, no stretches, no cuts), so agreement of the two on random
 workloads checks the event skipping. Deliberately slow and simple; tests only.
+
+FCFS (no ``scheduler`` given) admits at every iteration. A ``scheduler`` with ``select`` (see
+``servoir.policies.scheduling.lookahead``) decides admissions only at the engine's decision
+points, defined here iteration by iteration: after an iteration with prefill chunks or a
+preemption, after an iteration in which a request finished, and after an iteration during which
+a request arrived (or when the engine was idle). Its victims come from ``choose_victim``.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+
+from servoir.policies.scheduling.lookahead import make_view
+from servoir.views import RequestView
 
 
 def cdiv(a: int, b: int) -> int:
@@ -17,8 +26,12 @@ def cdiv(a: int, b: int) -> int:
 
 def reference_run(arrival, prompt, output, *, lat, max_num_seqs, max_num_batched_tokens,
                   block_size, num_blocks, enable_chunked_prefill=True, pp=1,
-                  max_iterations=2_000_000):
+                  max_iterations=2_000_000, scheduler=None, predicted=None, tenant=None):
     """Returns dict of lists: first_token_at, finish_at, first_scheduled_at, num_preemptions."""
+    custom = scheduler is not None and hasattr(scheduler, "select")
+    pred = [math.nan] * len(arrival) if predicted is None else [float(x) for x in predicted]
+    ten = [None] * len(arrival) if tenant is None else list(tenant)
+    fin_since: list = []
     n = len(arrival)
     bs = block_size
     computed = [0] * n
@@ -50,6 +63,11 @@ def reference_run(arrival, prompt, output, *, lat, max_num_seqs, max_num_batched
     def enqueue(r):
         nonlocal seq
         seq += 1
+        if scheduler is not None:
+            view = RequestView(r, arrival[r], prompt[r],
+                               None if predicted is None else pred[r], ten[r])
+            heapq.heappush(waiting, (scheduler.rank(view, t), seq, r))
+            return
         heapq.heappush(waiting, (arrival[r], seq, r))
 
     def preempt(r):
@@ -62,16 +80,27 @@ def reference_run(arrival, prompt, output, *, lat, max_num_seqs, max_num_batched
         npre[r] += 1
         enqueue(r)
 
+    def run_row(r):
+        return r, prompt[r] + gen[r], gen[r], pred[r], ten[r]
+
     def victim(exclude):
+        if scheduler is not None and hasattr(scheduler, "choose_victim"):
+            rids = [r for r in running if r not in exclude]
+            if not rids:
+                return -1
+            v = make_view(t, num_blocks * bs, bs, [run_row(r) for r in rids], [], [])
+            return rids[scheduler.choose_victim(v)]
         for r in reversed(running):
             if r not in exclude:
                 return r
         return -1
 
+    decision = True  # may a `select` policy admit at this iteration boundary?
     for _ in range(max_iterations):
         while nxt < n and arrival[nxt] <= t:
             enqueue(nxt)
             nxt += 1
+            decision = True
         if not running and not waiting:
             if nxt >= n:
                 break
@@ -116,7 +145,41 @@ def reference_run(arrival, prompt, output, *, lat, max_num_seqs, max_num_batched
             chunks.append((r, c))
             budget -= c
         decs = [r for r in running if is_dec(r)]
-        if not preempted:
+        if not preempted and custom:
+            if decision and waiting and budget > 0 and len(running) < max_num_seqs:
+                wait_rows = [(r, prompt[r] + gen[r], gen[r], gen[r], pred[r], arrival[r], ten[r])
+                             for _, _, r in waiting]
+                view = make_view(t, num_blocks * bs, bs, [run_row(r) for r in running],
+                                 wait_rows, fin_since)
+                fin_since = []
+                admitted = set()
+                for i in scheduler.select(view):
+                    if budget <= 0 or len(running) >= max_num_seqs:
+                        break
+                    r = int(view.wait_ids[i])
+                    need_tokens = prompt[r] + gen[r]
+                    if enable_chunked_prefill:
+                        c = min(need_tokens, budget)
+                    elif need_tokens <= budget:
+                        c = need_tokens
+                    else:
+                        continue
+                    need = cdiv(c, bs)
+                    if need > num_blocks - used - dec_need():
+                        continue
+                    admitted.add(r)
+                    seq += 1
+                    running[r] = seq
+                    if math.isnan(first_sched[r]):
+                        first_sched[r] = t
+                    exclude.add(r)
+                    held[r] = need
+                    used += need
+                    chunks.append((r, c))
+                    budget -= c
+                waiting = [e for e in waiting if e[2] not in admitted]
+                heapq.heapify(waiting)
+        elif not preempted:
             while waiting and budget > 0 and len(running) < max_num_seqs:
                 r = waiting[0][2]
                 need_tokens = prompt[r] + gen[r]
@@ -174,6 +237,10 @@ def reference_run(arrival, prompt, output, *, lat, max_num_seqs, max_num_batched
             del running[r]
             used -= held[r]
             held[r] = 0
+            fin_since.append((r, gen[r], ten[r]))
+        # The next boundary is a decision point unless this iteration was a pure decode with
+        # no finish (arrivals during it set `decision` when they are enqueued).
+        decision = bool(chunks or preempted or done)
     else:
         raise RuntimeError("reference did not finish")
     return {"first_token_at": first_tok, "finish_at": finish, "first_scheduled_at": first_sched,

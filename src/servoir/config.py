@@ -166,12 +166,25 @@ class EngineConfig(_Frozen):
 class ClusterConfig(_Frozen):
     """Instances and the router in front of them."""
 
-    mode: Literal["independent"] = "independent"
-    """Independent instances behind a router."""
+    mode: Literal["independent", "dp_attention", "pd"] = "independent"
+    """``independent``: instances behind a router, each at its own pace. ``dp_attention``: the
+    instances are the G ranks of one data-parallel attention group in lock-step (DeepSeek-style
+    serving): every decode step ends at a barrier, so a step lasts as long as the most loaded
+    rank's iteration; requests are sticky to their rank (:mod:`servoir.sim.dp_attention`).
+    ``pd``: prefill-decode disaggregation: ``prefill_instances`` of the ``instances`` run
+    prefills only, the rest decode, and each request's KV crosses its prefill instance's link
+    (:mod:`servoir.sim.pd`)."""
     instances: int = Field(default=1, ge=1)
     """Number of instances (each with tp x pp GPUs)."""
     router: PolicySpec = Field(default_factory=lambda: PolicySpec(name="round_robin"))
     """Routing policy."""
+    prefill_instances: int = Field(default=1, ge=1)
+    """``mode=pd``: instances in the prefill pool (the other ``instances - prefill_instances``
+    decode); must leave at least one decode instance."""
+    link_gb_per_s: float = Field(default=25.0, gt=0)
+    """``mode=pd``: bandwidth of each prefill instance's KV-transfer link, in GB/s (1e9 bytes;
+    25 GB/s is a 200 Gb/s NIC). A request's KV (``kv_bytes_per_token x prompt``) crosses it
+    FIFO after its prefill."""
 
 
 class InstanceConfig(_Frozen):
@@ -179,6 +192,19 @@ class InstanceConfig(_Frozen):
 
     scheduler: PolicySpec = Field(default_factory=lambda: PolicySpec(name="fcfs"))
     """Admission scheduling policy."""
+
+
+class PredictionConfig(_Frozen):
+    """Output-length predictions shown to scheduling policies (``servoir.workload.predictors``)."""
+
+    kind: Literal["none", "oracle", "noisy", "interval", "learned"] = "none"
+    """``none``: no prediction (policies use their fallback); ``oracle``: the truth; ``noisy``:
+    truth times a lognormal factor (``params.sigma``); ``interval``: ``[l, u]`` with
+    ``l = params.alpha * u``, truth uniform inside or at the worst end
+    (``params.placement=adversarial``); ``learned``: quantiles by prompt-length bucket fitted on
+    the first ``params.train_frac`` (0.2) of the trace."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Parameters of the predictor kind (checked when the run is built)."""
 
 
 class SloConfig(_Frozen):
@@ -201,6 +227,7 @@ class SimConfig(_Frozen):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     instance: InstanceConfig = Field(default_factory=InstanceConfig)
     slo: SloConfig = Field(default_factory=SloConfig)
+    prediction: PredictionConfig = Field(default_factory=PredictionConfig)
 
     def digest(self) -> str:
         """SHA-256 of the canonical JSON of the config."""

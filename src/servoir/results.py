@@ -92,9 +92,39 @@ class RunResult:
             n_req = len(r["status"]) - head["num_rejected"]
             head["slo_attainment"] = float(ok.sum() / n_req) if n_req else 0.0
             head["goodput_rps"] = float(ok.sum() / span) if span > 0 else 0.0
+        for key in ("mean_imbalance_tokens", "barrier_idle_frac"):  # DP-attention runs
+            if key in self.meta:
+                head[key] = float(self.meta[key])
+        head["queue_slope_per_s"] = self.queue_slope_per_s()
         head["sim_events"] = int(self.meta.get("sim_events", 0))
         head["config_digest"] = self.meta.get("config_digest", "")
         return head
+
+    def queue_slope_per_s(self, num_points: int = 1000) -> float:
+        """Least-squares slope (requests per second) of the waiting queue, second half of the run.
+
+        The number of waiting requests summed over instances (a step function from
+        ``series``) is sampled on ``num_points`` uniform times over the second half of the
+        arrival window ``[first + (last - first) / 2, last]`` (first and last arrival), and a
+        straight line is fitted by least squares. The window ends at the last arrival because
+        every queue drains once arrivals stop, stable or not. A run is *stable* (issue #8) when
+        this slope is below 1% of the arrival rate. ``0.0`` without series or arrivals.
+        """
+        arr = self.requests["arrival_at"]
+        if len(arr) < 2 or not self.series:
+            return 0.0
+        t0, t1 = float(arr.min()), float(arr.max())
+        if not t1 > t0:
+            return 0.0
+        grid = np.linspace(t0 + (t1 - t0) / 2, t1, num_points)
+        total = np.zeros(num_points)
+        for s in self.series:
+            if not len(s.time_at):
+                continue
+            idx = np.searchsorted(s.time_at, grid, side="right") - 1
+            total += np.where(idx >= 0, s.num_waiting[np.maximum(idx, 0)], 0)
+        x = grid - grid.mean()
+        return float((x * (total - total.mean())).sum() / (x * x).sum())
 
     def slo_mask(self) -> np.ndarray:
         """Requests that finished and met every SLO set (a one-token output meets TPOT)."""

@@ -209,6 +209,51 @@ def compare(
     print_compare(table)
 
 
+@app.command("plan")
+@friendly
+def plan(
+    rate: Annotated[float, Opt(help="Target arrival rate (req/s).")],
+    trace: Annotated[str | None, Opt(help="Trace file or built-in name (its lengths and "
+                                          "arrival pattern, replayed at --rate).")] = None,
+    prompt_mean: Annotated[float | None, Opt(help="Without a trace: mean prompt tokens "
+                                                  "(lognormal).")] = None,
+    output_mean: Annotated[float | None, Opt(help="Without a trace: mean output tokens.")] = None,
+    prompt_sigma: Annotated[float | None, Opt(help="Log-space sigma of prompts (1).")] = None,
+    output_sigma: Annotated[float | None, Opt(help="Log-space sigma of outputs (1).")] = None,
+    num_requests: Annotated[int | None, Opt(help="Requests (first N of the trace; "
+                                                 "generated: 2000).")] = None,
+    model: Annotated[str, Opt(help="Model name.")] = "llama-3-8b",
+    gpu: Annotated[str, Opt(help="GPU name.")] = "a100",
+    tp: Annotated[int | None, Opt(help="Tensor-parallel degree.")] = None,
+    slo_ttft_p99: Annotated[float | None, Opt(help="p99 TTFT target (s).")] = None,
+    slo_tpot_p99: Annotated[float | None, Opt(help="p99 TPOT target (s).")] = None,
+    disagg: Annotated[bool, Opt("--disagg", help="Also size a prefill/decode split.")] = False,
+    link_gb_per_s: Annotated[float | None, Opt(help="--disagg: KV link per prefill instance "
+                                                    "(GB/s, default 25).")] = None,
+    verify: Annotated[bool, Opt("--verify", help="Confirm with the simulator (exact).")] = False,
+    set_: Annotated[list[str] | None, Opt("--set", help="key=value override (repeatable).")] = None,
+    seed: Annotated[int | None, Opt(help="Root seed.")] = None,
+    as_json: Annotated[bool, Opt("--json", help="Print one JSON object on stdout.")] = False,
+) -> None:
+    """How many instances for this traffic: service rate, binding constraint and its dual,
+    stability margin, SLO-aware count, and with --verify the simulator's confirmation."""
+    from servoir.experiments.planning import plan as plan_cluster
+    from servoir.experiments.planning import plan_config
+
+    cfg = plan_config(trace=trace, rate=rate, model=model, gpu=gpu, tp=tp,
+                      prompt_mean=prompt_mean, output_mean=output_mean,
+                      prompt_sigma=prompt_sigma, output_sigma=output_sigma,
+                      num_requests=num_requests, seed=seed, overrides=set_)
+    out = plan_cluster(cfg, slo_ttft=slo_ttft_p99, slo_tpot=slo_tpot_p99, disagg=disagg,
+                       verify=verify, link_gbps=link_gb_per_s)
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    from servoir.experiments.planning import describe
+
+    typer.echo(describe(out))
+
+
 def _split(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
@@ -226,6 +271,37 @@ def policies() -> None:
             info = registry.get(fam, name).info
             rows.append((fam, name, ", ".join(info.guarantees), info.reference))
     print_policies(rows)
+
+
+@app.command("bound")
+@friendly
+def bound(
+    trace: Annotated[str, Opt(help="Trace file or built-in name (arrival_s floored to steps).")],
+    memory: Annotated[int, Opt(help="KV memory M in tokens (unit-time model).")],
+    policies: Annotated[str, Opt(help="Comma-separated schedulers to simulate.")] = "fcfs,mc_sf",
+    predictor: Annotated[str | None, Opt(help="Predictor the policies read (default: oracle).")] = None,
+    time_limit: Annotated[float, Opt(help="HiGHS time limit (s).")] = 60.0,
+    seed: Annotated[int, Opt(help="Root seed (predictor noise).")] = 0,
+    as_json: Annotated[bool, Opt("--json", help="Print one JSON object on stdout.")] = False,
+) -> None:
+    """Hindsight lower bound on total latency (time-indexed IP, HiGHS) in the unit-time model of
+    Jaillet et al., next to each policy's total latency in the same model."""
+    from servoir.analysis.bounds import compare_to_bound
+    from servoir.sim.unit_time import UnitInstance
+    from servoir.workload.readers import read_trace
+
+    inst = UnitInstance.from_workload(read_trace(trace, seed=seed), memory)
+    rep = compare_to_bound(inst, _split(policies), predictor=predictor, time_limit=time_limit,
+                           seed=seed)
+    keys = ("lower_bound_total_latency", "optimal", "solver_gap", "policies")
+    if as_json:
+        typer.echo(json.dumps({k: rep[k] for k in keys}))
+        return
+    lb = rep["lower_bound_total_latency"]
+    typer.echo(f"lower bound {lb:g} ({rep['method']}, optimal={rep['optimal']}, "
+               f"gap {rep['solver_gap']:.4f}, {rep['solve_s']:.2f} s)")
+    for name, total in rep["policies"].items():
+        typer.echo(f"  {name:12s} {total:10d}  x{total / lb:.4f}" if lb > 0 else f"  {name} {total}")
 
 
 @hardware_app.command("list")
@@ -349,6 +425,20 @@ def bench_vidur(
         typer.echo(json.dumps(rows))
         return
     print_vidur(rows)
+
+
+@bench_app.command("routing")
+@friendly
+def bench_routing(
+    quick: Annotated[bool, Opt(help="Fewer decisions (for a smoke run).")] = False,
+    as_json: Annotated[bool, Opt("--json")] = False,
+) -> None:
+    """Routing decision time: isolated, amortised in a DP-attention run, BF-IO per step."""
+    from servoir.experiments.bench_routing import run_routing_bench
+
+    out = run_routing_bench(quick=quick, echo=None if as_json else typer.echo)
+    if as_json:
+        typer.echo(json.dumps(out))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,10 @@ from servoir.experiments.run import build, build_workload, run
 
 # `servoir compare --family NAME`: NAME -> module with
 # ``run_family(out: Path, seed: int, quick: bool, echo) -> {"title", "rows", "files"}``.
-FAMILIES: dict[str, str] = {}
+FAMILIES: dict[str, str] = {
+    "routing": "servoir.experiments.family_routing",
+    "scheduling": "servoir.experiments.family_scheduling",
+}
 
 
 def run_family(family: str, *, out: Path, seed: int = 0, quick: bool = False,

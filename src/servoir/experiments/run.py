@@ -157,6 +157,24 @@ def build(cfg: SimConfig, workload: Workload | None = None) -> Built:
     )
 
 
+def predicted_output_tokens(cfg: SimConfig, w: Workload) -> np.ndarray | None:
+    """The predictions the configured scheduler reads (``None`` without a predictor).
+
+    The scheduler's ``trusts`` (``point``, ``lower``, ``upper``; FCFS and others: ``none``)
+    picks the column of the predictor's ``[lower, point, upper]``; adversarial intervals are
+    placed against it (:mod:`servoir.workload.predictors`).
+    """
+    pc = cfg.prediction
+    if pc.kind == "none":
+        return None
+    from servoir.workload.predictors import predict
+
+    trusts = getattr(registry.get("scheduling", cfg.instance.scheduler.name), "trusts", "none")
+    p = predict(pc.kind, pc.params, w.num_output_tokens, w.num_prompt_tokens, seed=cfg.seed,
+                trusts=trusts if trusts != "none" else "point")
+    return p.trusted(trusts)
+
+
 def clip_like_vidur(w: Workload, max_tokens: int) -> Workload:
     """Vidur's trace replay: a request over ``max_tokens`` loses the excess from its prompt.
 
@@ -178,12 +196,57 @@ def run(cfg: SimConfig, workload: Workload | None = None,
     """Simulate ``cfg`` (on ``workload`` if given, else the configured one)."""
     t0 = time.perf_counter()
     b = build(cfg, workload)
+    if cfg.cluster.mode == "dp_attention":
+        # Issue #5: the instances are the G ranks of one lock-step DP-attention group.
+        from servoir.sim.dp_attention import DPAttentionCluster
+
+        if cfg.engine.preset != "vllm_v1" or cfg.workload.max_concurrency is not None:
+            raise InputError("cluster.mode=dp_attention runs the vllm_v1 engine without "
+                             "workload.max_concurrency", field="cluster.mode")
+        group = DPAttentionCluster(
+            b.workload, num_ranks=cfg.cluster.instances, engine=b.engine, latency=b.latency,
+            router=b.make_router(), make_scheduler=b.make_scheduler,
+            max_model_len=b.max_model_len, seed=cfg.seed, record_series=record_series)
+        loop_s = group.run(progress)
+        result = collect(group, {  # type: ignore[arg-type]
+            "config_digest": cfg.digest(), "version": __version__, "seed": cfg.seed,
+            "slo": cfg.slo.model_dump(), "kv_tokens_per_instance": b.kv_tokens,
+            "max_model_len": b.max_model_len, "latency_model": getattr(b.latency, "source", ""),
+            "workload_source": b.workload.source, "loop_wall_s": loop_s,
+            "engine_preset": cfg.engine.preset, "cluster_mode": "dp_attention",
+            **group.dp_summary()})
+        result.meta["wall_s"] = time.perf_counter() - t0
+        return result
+    if cfg.cluster.mode == "pd":
+        # Issue #8: prefill and decode pools with KV transfer (servoir.sim.pd).
+        from servoir.hardware.latency import kv_bytes_per_token_per_gpu
+        from servoir.sim.pd import PDCluster
+
+        cl, hw = cfg.cluster, cfg.hardware
+        if cfg.engine.preset != "vllm_v1" or cl.prefill_instances >= cl.instances:
+            raise InputError("cluster.mode=pd runs the vllm_v1 engine with prefill_instances < "
+                             "instances", field="cluster.prefill_instances")
+        pd = PDCluster(
+            b.workload, num_prefill=cl.prefill_instances,
+            num_decode=cl.instances - cl.prefill_instances, engine=b.engine, latency=b.latency,
+            make_router=b.make_router, make_scheduler=b.make_scheduler,
+            max_model_len=b.max_model_len, seed=cfg.seed, record_series=record_series,
+            kv_bytes_per_token=kv_bytes_per_token_per_gpu(get_model(hw.model), hw.tp) * hw.tp,
+            link_bytes_per_s=cl.link_gb_per_s * 1e9)
+        loop_s = pd.run(progress)
+        result = pd.collect({
+            "config_digest": cfg.digest(), "version": __version__, "seed": cfg.seed,
+            "slo": cfg.slo.model_dump(), "kv_tokens_per_instance": b.kv_tokens,
+            "max_model_len": b.max_model_len, "workload_source": b.workload.source,
+            "loop_wall_s": loop_s, "engine_preset": cfg.engine.preset, "cluster_mode": "pd"})
+        result.meta["wall_s"] = time.perf_counter() - t0
+        return result
     cluster = Cluster(
         b.workload, num_instances=cfg.cluster.instances, engine=b.engine, latency=b.latency,
         router=b.make_router(), make_scheduler=b.make_scheduler,
         max_model_len=b.max_model_len, seed=cfg.seed,
         max_concurrency=cfg.workload.max_concurrency, record_series=record_series,
-        stage_time=b.stage_time)
+        stage_time=b.stage_time, predicted_output_tokens=predicted_output_tokens(cfg, b.workload))
     loop_s = cluster.run(progress)
     meta = {
         "config_digest": cfg.digest(),

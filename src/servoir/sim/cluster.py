@@ -51,10 +51,15 @@ class Cluster:
         record_series: bool = True,
         check: bool = False,
         stage_time: Any = None,
+        predicted_output_tokens: Any = None,
     ) -> None:
         """``stage_time`` selects Vidur's v0 engine (:mod:`servoir.sim.vidur_v0`) with those
-        stage times; otherwise every instance is the vLLM v1 engine."""
+        stage times; otherwise every instance is the vLLM v1 engine.
+        ``predicted_output_tokens`` (one float per request, or None) is what request views show
+        policies as ``RequestView.predicted_output_tokens``."""
         self.w = workload
+        self.predicted = (None if predicted_output_tokens is None
+                          else [float(x) for x in predicted_output_tokens])
         n = len(workload)
         self.n = n
         self.st = RequestState(workload.num_prompt_tokens.tolist(),
@@ -117,7 +122,8 @@ class Cluster:
         w = self.w
         st = self.st
         return RequestView(
-            rid, st.arrival_at[rid], st.prompt[rid], None,
+            rid, st.arrival_at[rid], st.prompt[rid],
+            None if self.predicted is None else self.predicted[rid],
             None if w.tenant is None else str(w.tenant[rid]),
             None if w.prefix_hashes is None else w.prefix_hashes[rid],
             None if w.program_id is None else str(w.program_id[rid]))

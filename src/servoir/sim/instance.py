@@ -19,6 +19,11 @@ arrives. Such a *stretch* of ``k`` iterations is one event:
   is the root of a quadratic;
 - an arrival that could be admitted cuts the stretch at the end of the iteration in progress.
 
+Policy-decided admission: a scheduler with ``select``/``choose_victim``
+(:mod:`servoir.policies.scheduling.lookahead`) is consulted at every decision (each iteration with
+prefill work or a preemption, each stretch end) and nowhere else; since its choice may depend on
+any waiting request, every arrival cuts a stretch (``tests/reference_sim.py`` mirrors this).
+
 Per request the instance does O(log n) work (arrival, admission, prefill chunks, finish), never
 per token, so a run's cost grows with requests, not output length.
 """
@@ -31,8 +36,11 @@ from array import array
 from collections.abc import Callable
 from typing import Any
 
+from servoir.policies.scheduling.lookahead import BatchView, make_view
 from servoir.sim.state import FINISHED, RUNNING, WAITING, RequestState
 from servoir.views import RequestView
+
+NAN = math.nan
 
 
 class EngineParams:
@@ -86,6 +94,12 @@ class Instance:
         self.lat = latency
         self.sched = scheduler
         self.last_admitted_victim = scheduler.victim == "last_admitted"
+        # Policy-decided admission (``select``) and victims (``choose_victim``).
+        self.custom = callable(getattr(scheduler, "select", None))
+        self.custom_victim = callable(getattr(scheduler, "choose_victim", None))
+        self.pred: dict[int, float] = {}  # the prediction the policy trusts, per request
+        self.tenant: dict[int, Any] = {}
+        self.fin_since: list[tuple[int, int, Any]] = []  # finished since the last select
         self.st = state
         self.make_view = make_view
         self.schedule = schedule
@@ -206,13 +220,18 @@ class Instance:
         self._enqueue(rid, now)
         if not self.busy:
             self._decide(now)
-        elif self.step_stretch and self._admissible_now(rid, now):
+        elif self.step_stretch and (self.custom or self._admissible_now(rid, now)):
             self._cut(now)
         if self.record_series:
             self._record(now)
 
     def _enqueue(self, rid: int, now: float) -> None:
-        r = self.sched.rank(self.make_view(rid), now)
+        view = self.make_view(rid)
+        if (self.custom or self.custom_victim) and rid not in self.tenant:
+            pred = view.predicted_output_tokens
+            self.pred[rid] = NAN if pred is None else float(pred)
+            self.tenant[rid] = view.tenant
+        r = self.sched.rank(view, now)
         self.st.rank[rid] = r
         self.seq += 1
         heapq.heappush(self.waiting, (r, self.seq, rid))
@@ -267,7 +286,14 @@ class Instance:
                       self.idx, self.version)
 
     # ------------------------------------------------------------------ preemption
-    def _pick_victim(self, exclude: set[int]) -> int:
+    def _pick_victim(self, exclude: set[int], now: float = 0.0) -> int:
+        if self.custom_victim:
+            rids = [rid for rid in self.running if rid not in exclude]
+            if not rids:
+                return -1
+            view = make_view(now, self.total_blocks * self.bs, self.bs,
+                             [self._run_row(rid) for rid in rids], [], [])
+            return rids[self.sched.choose_victim(view)]
         if self.last_admitted_victim:
             for rid in reversed(self.running):
                 if rid not in exclude:
@@ -382,6 +408,8 @@ class Instance:
 
     def _finish(self, rid: int, now: float) -> None:
         st = self.st
+        if self.custom:
+            self.fin_since.append((rid, st.gen[rid], self.tenant[rid]))
         st.status[rid] = FINISHED
         st.finish_at[rid] = now
         self.on_finish(rid, now)
@@ -392,7 +420,10 @@ class Instance:
         self._room_for_decodes(plan, now)
         self._schedule_prefills(plan, now)
         if not plan.preempted:  # vLLM v1 admits nobody in an iteration that preempted
-            self._admit(plan, now)
+            if self.custom:
+                self._admit_selected(plan, now)
+            else:
+                self._admit(plan, now)
         if self.check:
             self._check_invariants(plan.ntok, plan.chunks, plan.need_dec)
         if not plan.chunks and not self.n_dec:
@@ -412,7 +443,7 @@ class Instance:
     def _room_for_decodes(self, plan: _Plan, now: float) -> None:
         """Decodes take one token each; preempt until their new blocks fit."""
         while self.n_dec and self._decode_need() > self.total_blocks - self.used:
-            self._preempt(self._pick_victim(plan.exclude), now)
+            self._preempt(self._pick_victim(plan.exclude, now), now)
             plan.preempted = True
         plan.budget -= self.n_dec
         plan.ntok = self.n_dec
@@ -431,7 +462,7 @@ class Instance:
             need = -(-(comp + c) // bs) - st.held[rid]
             scheduled = True
             while need > self.total_blocks - self.used - plan.need_dec:
-                v = self._pick_victim(plan.exclude)
+                v = self._pick_victim(plan.exclude, now)
                 plan.preempted = True
                 if v == rid or v < 0:
                     self._preempt(rid, now)
@@ -462,14 +493,62 @@ class Instance:
             if need > self.total_blocks - self.used - plan.need_dec:
                 break  # stop at the first request that does not fit, as vLLM does
             heapq.heappop(w)
-            self.seq += 1
-            self.running[rid] = self.seq
-            st.admit_seq[rid] = self.seq
-            st.status[rid] = RUNNING
-            if st.first_scheduled_at[rid] != st.first_scheduled_at[rid]:  # NaN: first time
-                st.first_scheduled_at[rid] = now
-            self.prefilling.append(rid)
-            self._add_chunk(plan, rid, c, 0, need)
+            self._admit_one(plan, rid, c, need, now)
+
+    def _admit_one(self, plan: _Plan, rid: int, c: int, need: int, now: float) -> None:
+        st = self.st
+        self.seq += 1
+        self.running[rid] = self.seq
+        st.admit_seq[rid] = self.seq
+        st.status[rid] = RUNNING
+        if st.first_scheduled_at[rid] != st.first_scheduled_at[rid]:  # NaN: first time
+            st.first_scheduled_at[rid] = now
+        self.prefilling.append(rid)
+        self._add_chunk(plan, rid, c, 0, need)
+
+    # ------------------------------------------------------------------ policy admission
+    def _run_row(self, rid: int) -> tuple[int, int, int, float, Any]:
+        st = self.st
+        g = st.gen[rid] + (self.it - st.base_it[rid] if rid in self.phase else 0)
+        return rid, st.prompt[rid] + g, g, self.pred[rid], self.tenant[rid]
+
+    def batch_view(self, now: float) -> BatchView:
+        """What a ``select`` policy sees now (running in admission order)."""
+        st = self.st
+        wait = [(rid, st.prompt[rid] + st.gen[rid], st.gen[rid], st.gen[rid], self.pred[rid],
+                 st.arrival_at[rid], self.tenant[rid]) for _, _, rid in self.waiting]
+        return make_view(now, self.total_blocks * self.bs, self.bs,
+                         [self._run_row(rid) for rid in self.running], wait, self.fin_since)
+
+    def _admit_selected(self, plan: _Plan, now: float) -> None:
+        """Admit the policy's choice, in its order, while cap and budget allow; a request whose
+        first chunk does not fit in the free blocks now is skipped."""
+        p, st = self.p, self.st
+        if not self.waiting or plan.budget <= 0 or len(self.running) >= p.max_num_seqs:
+            return
+        view = self.batch_view(now)
+        chosen = self.sched.select(view)
+        self.fin_since = []
+        admitted: set[int] = set()
+        for i in chosen:
+            if plan.budget <= 0 or len(self.running) >= p.max_num_seqs:
+                break
+            rid = int(view.wait_ids[i])
+            need_tokens = st.prompt[rid] + st.gen[rid]
+            if p.enable_chunked_prefill:
+                c = min(need_tokens, plan.budget)
+            elif need_tokens <= plan.budget:
+                c = need_tokens
+            else:
+                continue
+            need = -(-c // self.bs)
+            if need > self.total_blocks - self.used - plan.need_dec:
+                continue
+            admitted.add(rid)
+            self._admit_one(plan, rid, c, need, now)
+        if admitted:
+            self.waiting = [e for e in self.waiting if e[2] not in admitted]
+            heapq.heapify(self.waiting)
 
     def _add_chunk(self, plan: _Plan, rid: int, c: int, comp: int, need: int) -> None:
         plan.exclude.add(rid)

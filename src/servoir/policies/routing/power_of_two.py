@@ -25,7 +25,8 @@ class PowerOfTwo(ParamsMixin):
 
     Complexity
     ----------
-    O(d) per decision.
+    O(d) per decision; for d = 2 the random integers are drawn in blocks of 4096 (one numpy call
+    per 2048 decisions), which keeps a decision under a microsecond or two.
     """
 
     info: ClassVar[PolicyInfo] = PolicyInfo(
@@ -37,17 +38,35 @@ class PowerOfTwo(ParamsMixin):
         if self.d < 1:
             raise ValueError(f"d must be >= 1, got {self.d}")
 
+    block: ClassVar[int] = 4096  # random draws per refill (numpy per-call overhead amortised)
+
     def reset(self, num_replicas: int, rng: np.random.Generator) -> None:
         """Keep the policy's own random stream."""
         self.rng_ = rng
         self.num_replicas_ = num_replicas
+        self.draws_: list[int] = []
+        self.pos_ = 0
+
+    def _pair(self, g: int) -> tuple[int, int]:
+        """Two distinct uniform replicas from block-drawn integers (i, then j != i)."""
+        if self.pos_ + 2 > len(self.draws_):
+            hi = np.tile([g, g - 1], self.block // 2)
+            self.draws_ = self.rng_.integers(0, hi).tolist()
+            self.pos_ = 0
+        i, j = self.draws_[self.pos_], self.draws_[self.pos_ + 1]
+        self.pos_ += 2
+        return i, j + (j >= i)
 
     def route(self, request: RequestView, replicas: ReplicaTable) -> int:
-        """The less loaded of ``d`` sampled replicas."""
+        """The less loaded of ``d`` sampled replicas (ties: the first sampled)."""
         g = self.num_replicas_
         d = min(self.d, g)
         if d == 1:
             return int(self.rng_.integers(g))
+        if d == 2:
+            i, j = self._pair(g)
+            w, r = replicas.num_waiting, replicas.num_running
+            return j if w[j] + r[j] < w[i] + r[i] else i
         idx = self.rng_.choice(g, size=d, replace=False)
         load = replicas.num_waiting[idx] + replicas.num_running[idx]
         return int(idx[int(np.argmin(load))])

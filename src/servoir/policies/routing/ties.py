@@ -13,9 +13,17 @@ import numpy as np
 
 
 def pick_min(policy: Any, load: np.ndarray) -> int:
-    """Index of a minimum of ``load``; among ties, the ``policy.turn_``-th in rotation."""
-    tied = np.flatnonzero(load == load.min())
-    if len(tied) == 1:
-        return int(tied[0])
+    """Index of a minimum of ``load``: the first one at or after a pointer that advances by one
+    at every decision (``policy.turn_``), cyclically, so tied replicas take turns.
+
+    Two argmins over the halves split at the pointer cost well under a microsecond for tens of
+    replicas (``np.flatnonzero(load == load.min())`` costs about 4 us).
+    """
+    n = len(load)
+    start = policy.turn_ % n
     policy.turn_ += 1
-    return int(tied[policy.turn_ % len(tied)])
+    if start == 0:
+        return int(load.argmin())
+    i1 = start + int(load[start:].argmin())
+    i0 = int(load[:start].argmin())
+    return i1 if load[i1] <= load[i0] else i0

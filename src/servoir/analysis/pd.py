@@ -1,0 +1,199 @@
+r"""Prefill-decode disaggregation versus co-location: two small fluid LPs and their crossover.
+
+The fluid model of ``research/algorithms.md`` section 7, with the iteration times of the fitted
+latency model. Each pool runs at a fluid operating point ``y`` (requests completed per
+iteration, Little's law as in :mod:`servoir.analysis.capacity`); SLOs cap ``y`` because every
+latency grows with the batch:
+
+- **Co-located** instance (mixed batches, chunked prefill): mean iteration :math:`\bar b(y)`,
+  TPOT :math:`\approx \bar b(y)`, TTFT :math:`\approx \bar b(y)/2 + t_m(y)` (wait for the
+  iteration in progress, then one mixed iteration). Rate :math:`\mu_c = y/\bar b(y)` at the
+  largest ``y`` that meets the SLOs and the engine limits.
+- **Prefill** instance: batches of prompts only, :math:`b_p(y)` = step time of ``y E[s]`` tokens
+  and the causal attention work; TTFT :math:`\approx b_p(y)/2 + b_p(\max(y, 1)) + E[s]\beta/W`
+  (the iteration in progress, the request's own whole-prompt iteration, then the KV of
+  :math:`\beta` bytes per token crosses a link of ``W`` bytes/s). Rate
+  :math:`\mu_p = y/b_p(y)`, :math:`y \le T/E[s]`; the link adds :math:`\mu_{link} = W/(E[s]\beta)`.
+- **Decode** instance: pure-decode iterations with ``y (E[o]-1)`` sequences attending their KV;
+  TPOT :math:`\approx b_d(y) + E[s]\beta/(W (E[o]-1))`; memory ``y E[g_d] <= M`` and
+  ``y E[o-1] <= B``. Rate :math:`\mu_d = y/b_d(y)`.
+
+The disaggregated LP over pool sizes :math:`x_p, x_d` (GPUs are instances of the same TP):
+
+.. math:: \max \lambda\ \text{s.t.}\ \lambda \le \mu_p x_p,\ \lambda \le \mu_{link} x_p,\
+          \lambda \le \mu_d x_d,\ x_p + x_d \le n,
+
+solved with HiGHS; its duals say which pool binds and what one more instance is worth. Its
+optimum per instance is :math:`1/(1/\min(\mu_p, \mu_{link}) + 1/\mu_d)`; co-location gives
+:math:`\mu_c`. Disaggregation wins where the first is larger, which reproduces the published
+regimes qualitatively: it wins for prefill-heavy traffic under strict TPOT (mixed iterations
+carrying long prompts are slow, pure-decode ones are not) and loses under tight TTFT with relaxed
+TPOT (the transfer and the concentrated prefill pool add latency) [1]_ [2]_.
+
+References
+----------
+.. [1] TaiChi, "Prefill-Decode Aggregation or Disaggregation? Unifying Both for
+   Goodput-Optimized LLM Serving", arXiv 2508.01989.
+.. [2] "Beyond the Buzz: A Pragmatic Take on Inference Disaggregation", arXiv 2506.05508.
+.. [3] Y. Zhong et al., "DistServe", OSDI 2024, arXiv 2401.09670.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from servoir.analysis.capacity import EngineLimits, LengthMoments, _lengths, iteration_mix
+from servoir.errors import InputError
+
+__all__ = ["PoolRates", "colocated_lp", "disaggregated_lp", "pool_rates", "split_for_rate"]
+
+
+@dataclass(frozen=True)
+class PoolRates:
+    """SLO-feasible service rates (req/s per instance) of each kind of instance."""
+
+    colocated_rps: float
+    prefill_rps: float
+    link_rps: float
+    decode_rps: float
+    transfer_s: float  # mean KV transfer time of one request
+
+    @property
+    def disaggregated_per_instance_rps(self) -> float:
+        """Fluid optimum of the disaggregated LP divided by the number of instances."""
+        p = min(self.prefill_rps, self.link_rps)
+        if p <= 0 or self.decode_rps <= 0:
+            return 0.0
+        return 1.0 / (1.0 / p + 1.0 / self.decode_rps)
+
+    @property
+    def disaggregation_wins(self) -> bool:
+        """Whether disaggregation supports more SLO-feasible load per instance."""
+        return self.disaggregated_per_instance_rps > self.colocated_rps
+
+
+def _largest(y_max: float, ok: Callable[[float], bool]) -> float:
+    """Largest ``y`` in ``[0, y_max]`` with ``ok(y)`` (``ok`` monotone: true then false)."""
+    if ok(y_max):
+        return y_max
+    lo, hi = 0.0, y_max
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo
+
+
+def _rate(y: float, b: Callable[[float], float]) -> float:
+    return y / b(y) if y > 0 else 0.0
+
+
+def pool_rates(prompt: ArrayLike, output: ArrayLike, latency: Any, limits: EngineLimits,
+               kv_bytes_per_token: float, link_bytes_per_s: float,
+               ttft_s: float | None = None, tpot_s: float | None = None) -> PoolRates:
+    """Per-instance rates of co-located, prefill and decode instances under the SLOs (means).
+
+    ``kv_bytes_per_token`` is the whole model's KV bytes per token (what crosses the link);
+    ``link_bytes_per_s`` the bandwidth of each prefill instance's link. See the module
+    docstring for the model.
+    """
+    s, o = _lengths(prompt, output)
+    if limits.max_model_len is not None:
+        keep = s + o <= limits.max_model_len
+        s, o = s[keep], o[keep]
+    if not len(s):
+        raise InputError("no request fits max_model_len")
+    if not link_bytes_per_s > 0 or not kv_bytes_per_token > 0:
+        raise InputError("link bandwidth and KV bytes per token must be > 0", field="link")
+    inf = math.inf
+    S, P = ttft_s or inf, tpot_s or inf
+    lim = limits
+    T = lim.max_num_batched_tokens
+    transfer = float(s.mean()) * kv_bytes_per_token / link_bytes_per_s
+    # Co-located.
+    m = LengthMoments.of(s, o, T, lim.block_size)
+    y_star = min(lim.kv_tokens / m.mean_g, lim.max_num_seqs / m.mean_iters,
+                 T / (m.mean_prompt + m.mean_decode))
+
+    def colo_ok(y: float) -> bool:
+        mix = iteration_mix(y, m, latency)
+        return mix.mean_s <= P and 0.5 * mix.mean_s + mix.mixed_s <= S
+
+    y = _largest(y_star, colo_ok)
+    colo = _rate(y, lambda v: iteration_mix(v, m, latency).mean_s)
+    # Prefill pool: prompts only.
+    es, ew = float(s.mean()), float((s * (s + 1) / 2).mean())
+    nch = float((-(-s // T)).mean())
+
+    def b_p(v: float) -> float:
+        return latency.step_time(max(v * es, 1.0), max(v * nch, 1.0), 0, v * ew)
+
+    # TTFT: half the iteration in progress, then the request's own prompt iteration (a
+    # whole prompt, with its batch-mates when more than one completes per iteration).
+    y = _largest(T / es, lambda v: 0.5 * b_p(v) + b_p(max(v, 1.0)) + transfer <= S)
+    pre = _rate(y, b_p)
+    # Decode pool: the KV arrives with the request; o - 1 decode iterations.
+    d = (o - 1).astype(float)
+    keep = d > 0
+    sd, dd = s[keep].astype(float), d[keep]
+    frac = float(keep.mean())
+    if not keep.any():
+        return PoolRates(colo, pre, link_bytes_per_s / (es * kv_bytes_per_token), inf, transfer)
+    ed = float(dd.mean())
+    ekv = float((dd * sd + dd * (dd - 1) / 2).mean())  # attended KV over o - 1 iterations
+    eg = ekv + lim.block_size / 2 * ed
+
+    def b_d(v: float) -> float:
+        n = v * ed
+        return latency.step_time(max(n, 1.0), max(n, 1.0), v * ekv, 0.0)
+
+    y_d = min(lim.kv_tokens / eg, lim.max_num_seqs / ed, T / ed)
+    y = _largest(y_d, lambda v: b_d(v) + transfer / ed <= P)
+    dec = _rate(y, b_d) / frac  # requests with one output token never reach a decode instance
+    link = link_bytes_per_s / (es * kv_bytes_per_token)
+    return PoolRates(colo, pre, link, dec, transfer)
+
+
+def _solve(c: list[float], a_ub: list[list[float]], b_ub: list[float]) -> tuple[Any, np.ndarray]:
+    from scipy.optimize import linprog  # deferred heavy import
+
+    res = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=[(0, None)] * len(c), method="highs")
+    if res.status != 0:  # pragma: no cover - bounded and feasible by construction
+        raise RuntimeError(f"PD LP failed: {res.message}")
+    return res, -np.asarray(res.ineqlin.marginals, dtype=float)
+
+
+def disaggregated_lp(rates: PoolRates, num_instances: float) -> dict[str, Any]:
+    """Fluid LP of ``num_instances`` split into prefill and decode pools (HiGHS).
+
+    Returns the optimal throughput, the continuous split and the duals: ``value_per_instance``
+    (req/s one more instance is worth) and the binding pool constraints.
+    """
+    pre = min(rates.prefill_rps, rates.link_rps)
+    # Variables (lambda, x_p, x_d); rows: prefill, decode, instance budget.
+    res, u = _solve([-1.0, 0.0, 0.0],
+                    [[1, -pre, 0], [1, 0, -min(rates.decode_rps, 1e12)], [0, 1, 1]],
+                    [0, 0, float(num_instances)])
+    lam, xp, xd = (float(v) for v in res.x)
+    return {"throughput_rps": lam, "prefill_instances": xp, "decode_instances": xd,
+            "value_per_instance_rps": float(u[2]),
+            "binding": "link" if rates.link_rps < rates.prefill_rps else "prefill"}
+
+
+def colocated_lp(rates: PoolRates, num_instances: float) -> dict[str, Any]:
+    """Fluid LP of ``num_instances`` co-located instances (``lambda <= mu_c x, x <= n``)."""
+    res, u = _solve([-1.0, 0.0], [[1, -rates.colocated_rps], [0, 1]], [0, float(num_instances)])
+    return {"throughput_rps": float(res.x[0]), "value_per_instance_rps": float(u[1])}
+
+
+def split_for_rate(rates: PoolRates, rate: float) -> tuple[int, int] | None:
+    """Smallest integer pools ``(n_p, n_d)`` that carry ``rate`` (``None`` if infeasible)."""
+    pre = min(rates.prefill_rps, rates.link_rps)
+    if pre <= 0 or rates.decode_rps <= 0:
+        return None
+    return max(1, math.ceil(rate / pre - 1e-9)), max(1, math.ceil(rate / rates.decode_rps - 1e-9))

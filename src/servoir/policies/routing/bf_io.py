@@ -1,0 +1,326 @@
+"""BF-IO (Balance Future with Integer Optimization): the step-wise integer program, with HiGHS.
+
+Model and program (algorithms.md section 2.3, our reconstruction of Chen et al. 2026): at a
+step boundary, rank ``g`` has load ``L_g`` (KV tokens), ``n_g`` active requests (load drifts up
+by ``n_g`` per step; ``L_g`` includes ``c`` tokens per active sequence, what a sequence adds to
+the step time in KV-token equivalents) and ``f_g`` free slots; candidate ``j`` (one of the ``window`` oldest
+waiting requests) has prompt ``s_j``. With ``x_jg`` = 1 when ``j`` goes to ``g``::
+
+    min   sum_h ( G z_h - sum_g Lhat_g(h) )              predicted barrier idle, h = 1..H
+    s.t.  Lhat_g(h) = L_g + n_g h + sum_j x_jg (s_j + h)
+          z_h >= Lhat_g(h)                  for all g, h
+          sum_g x_jg <= 1                   for all j
+          sum_j x_jg <= min(f_g, ceil(W / open ranks))   (spread_cap: prefills spread)
+          sum_j x_jg (s_j + 1) <= KVfree_g  for all g   (the prompt must fit)
+          sum_jg x_jg = P                   P = what the greedy placed (work conservation)
+
+solved by HiGHS under ``time_limit_s``, warm-started with the greedy placement of
+:func:`~servoir.policies.routing.bf_io_greedy.greedy_assign` (which is feasible, so a solution
+always exists; on time-out the incumbent, never worse than the warm start, is used).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, ClassVar
+
+import numpy as np
+
+from servoir.policies.base import ParamsMixin, PolicyInfo
+from servoir.policies.routing.bf_io_greedy import greedy_assign, predicted_load, spread_cap
+from servoir.policies.routing.rank_table import rank_loads
+from servoir.policies.routing.ties import pick_min
+from servoir.registry import register
+from servoir.views import ReplicaTable, RequestView
+
+
+@lru_cache(maxsize=1)
+def _highs() -> Any:
+    """One reusable HiGHS instance, its once-per-process banner kept off stdout (``--json``)."""
+    import highspy  # deferred: only BF-IO's program needs it
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            h = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)
+    h.setOptionValue("mip_rel_gap", 0.0)
+    h.setOptionValue("mip_abs_gap", 1e-3)
+    return h
+
+
+def idle_objective(assign: np.ndarray, sizes: np.ndarray, load: np.ndarray, drift: np.ndarray,
+                   horizon: int, seq_cost: int = 0) -> float:
+    """The program's objective for a placement: predicted idle summed over the lookahead."""
+    g = len(load)
+    total = 0.0
+    for h in range(1, horizon + 1):
+        lh = load.astype(np.float64) + drift * h
+        placed = assign >= 0
+        np.add.at(lh, assign[placed], sizes[placed] + seq_cost + h)
+        total += g * lh.max() - lh.sum()
+    return total
+
+
+def idle_lower_bound(sizes: np.ndarray, load: np.ndarray, drift: np.ndarray, horizon: int,
+                     num: int, seq_cost: int = 0) -> float:
+    """A lower bound on the objective when ``num`` candidates are placed: no rank above today's
+    peak, and the ``num`` largest candidates placed."""
+    g = len(load)
+    top = np.sort(np.asarray(sizes, dtype=np.float64))[::-1][:num].sum()
+    total = 0.0
+    for h in range(1, horizon + 1):
+        lh = load.astype(np.float64) + drift * h
+        total += g * lh.max() - lh.sum() - top - num * (h + seq_cost)
+    return total
+
+
+def _program(s: np.ndarray, load: np.ndarray, drift: np.ndarray, free: np.ndarray,
+             kv_free: np.ndarray, horizon: int, seq_cost: int, pairs_j: np.ndarray,
+             pairs_g: np.ndarray, num: int) -> Any:
+    """The program as a column-wise ``highspy.HighsLp``: x columns (one per feasible
+    (candidate, rank) pair) then the H epigraph variables z."""
+    import highspy
+
+    g_n, nx = len(load), len(pairs_j)
+    nv = nx + horizon
+    hs = np.arange(1, horizon + 1, dtype=np.float64)
+    base = load[None, :].astype(np.float64) + drift[None, :] * hs[:, None]  # [H, G]
+    # Tie-break (total < 0.5, below the objective's integer steps): among placements of equal
+    # predicted idle, prefer less loaded ranks, as the greedy form does; this balances the ranks
+    # below the peak, which the idle objective alone leaves to chance.
+    pred = predicted_load(load, drift, horizon)
+    eps = 0.5 / (len(s) * (float(pred.max()) + 1.0) + 1.0)
+    cost = np.concatenate([-(s[pairs_j, None] + seq_cost + hs[None, :]).sum(axis=1)
+                           + eps * pred[pairs_g],
+                           np.full(horizon, g_n)])
+    lower = np.zeros(nv)
+    upper = np.ones(nv)
+    lower[nx:] = base.max(axis=1)  # z_h >= every rank's load, placed on or not
+    upper[nx:] = np.inf
+    # Rows: [H*G epigraph rows][W "at most once"][G slots][G memory][1 total].
+    w = len(s)
+    r_epi = (np.arange(horizon)[None, :] * g_n + pairs_g[:, None])  # [nx, H]
+    rows = [r_epi, (horizon * g_n + pairs_j)[:, None], (horizon * g_n + w + pairs_g)[:, None],
+            (horizon * g_n + w + g_n + pairs_g)[:, None],
+            np.full((nx, 1), horizon * g_n + w + 2 * g_n)]
+    vals = [-(s[pairs_j, None] + seq_cost + hs[None, :]), np.ones((nx, 1)), np.ones((nx, 1)),
+            (s[pairs_j] + 1)[:, None].astype(np.float64), np.ones((nx, 1))]
+    x_rows = np.concatenate(rows, axis=1)  # [nx, H + 4], rows per x column, increasing
+    x_vals = np.concatenate(vals, axis=1)
+    z_rows = np.arange(horizon)[:, None] * g_n + np.arange(g_n)[None, :]  # [H, G]
+    nr = horizon * g_n + w + 2 * g_n + 1
+    row_lo = np.concatenate([base.ravel(), np.full(w + 2 * g_n, -np.inf), [num]])
+    row_hi = np.concatenate([np.full(horizon * g_n, np.inf), np.ones(w),
+                             free.astype(np.float64),
+                             np.minimum(kv_free, 2**52).astype(np.float64), [num]])
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = nv, nr
+    lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost.astype(np.float64), lower, upper
+    lp.row_lower_, lp.row_upper_ = row_lo, row_hi
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = np.concatenate(
+        [np.arange(nx + 1) * (horizon + 4), nx * (horizon + 4) + g_n * np.arange(1, horizon + 1)]
+    ).astype(np.int32)
+    lp.a_matrix_.index_ = np.concatenate([x_rows.ravel(), z_rows.ravel()]).astype(np.int32)
+    lp.a_matrix_.value_ = np.concatenate([x_vals.ravel(), np.ones(horizon * g_n)])
+    lp.integrality_ = ([highspy.HighsVarType.kInteger] * nx
+                       + [highspy.HighsVarType.kContinuous] * horizon)
+    return lp
+
+
+def solve_ip(sizes: np.ndarray, load: np.ndarray, drift: np.ndarray, free: np.ndarray,
+             kv_free: np.ndarray, horizon: int, time_limit_s: float,
+             warm: np.ndarray | None = None,
+             seq_cost: int = 0) -> tuple[np.ndarray, dict[str, float]]:
+    """Solve BF-IO's program; returns ``(rank per candidate or -1, stats)``.
+
+    ``stats``: ``solve_s`` (wall), ``gap`` (HiGHS's relative MIP gap, 0 when proven optimal),
+    ``optimal`` (1.0 or 0.0), ``objective`` and ``warm_objective``.
+    """
+    import highspy
+
+    t0 = time.perf_counter()
+    s = np.asarray(sizes, dtype=np.int64)
+    free = spread_cap(len(s), free)
+    if warm is None:
+        warm = greedy_assign(s, load, drift, free, kv_free, horizon, seq_cost)
+    num = int((warm >= 0).sum())
+    hs = np.arange(1, horizon + 1, dtype=np.float64)
+    base = load[None, :].astype(np.float64) + drift[None, :] * hs[:, None]  # [H, G]
+    pairs_j, pairs_g = np.nonzero((free[None, :] > 0) & (s[:, None] < kv_free[None, :]))
+    nx = len(pairs_j)
+    stats = {"solve_s": 0.0, "gap": 0.0, "optimal": 1.0,
+             "warm_objective": idle_objective(warm, s, load, drift, horizon, seq_cost)}
+    if num == 0 or nx == 0 or stats["warm_objective"] <= idle_lower_bound(
+            s, load, drift, horizon, num, seq_cost) + 1e-9:
+        # Nothing to place, or the warm start attains the lower bound: optimal, no solver.
+        stats["objective"] = stats["warm_objective"]
+        stats["solve_s"] = time.perf_counter() - t0
+        return warm, stats
+    lp = _program(s, load, drift, free, kv_free, horizon, seq_cost, pairs_j, pairs_g, num)
+    nv = nx + horizon
+    h = _highs()
+    h.clearModel()
+    h.setOptionValue("time_limit", float(time_limit_s))
+    h.passModel(lp)
+    start = np.zeros(nv)
+    wj = np.flatnonzero(warm >= 0)
+    key = {(int(j), int(g)): i for i, (j, g) in enumerate(zip(pairs_j, pairs_g, strict=True))}
+    for j in wj:
+        start[key[(int(j), int(warm[j]))]] = 1.0
+    lw = base.copy()
+    for j in wj:
+        lw[:, warm[j]] += s[j] + seq_cost + hs
+    start[nx:] = lw.max(axis=1)
+    sol = highspy.HighsSolution()
+    sol.col_value = start.tolist()
+    sol.value_valid = True
+    h.setSolution(sol)
+    h.run()
+    info = h.getInfo()
+    xv = np.asarray(h.getSolution().col_value)[:nx]
+    out = np.full(len(s), -1, dtype=np.int64)
+    chosen = xv > 0.5
+    out[pairs_j[chosen]] = pairs_g[chosen]
+    obj = idle_objective(out, s, load, drift, horizon, seq_cost)
+    if len(xv) != nx or int(chosen.sum()) != num or obj > stats["warm_objective"] + 1e-6:
+        out, obj = warm, stats["warm_objective"]  # no incumbent better than the warm start
+    optimal = h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+    stats.update(solve_s=time.perf_counter() - t0, gap=0.0 if optimal else float(info.mip_gap),
+                 optimal=float(optimal), objective=obj)
+    return out, stats
+
+
+def single_slot(sizes: np.ndarray, load: np.ndarray, drift: np.ndarray, rank: int,
+                kv_free: int, horizon: int, seq_cost: int = 0) -> int:
+    """Exact optimum of the program when one slot (on ``rank``) is free: the candidate to place
+    there, or -1 when none fits. O(W H) by enumeration, no solver."""
+    s = np.asarray(sizes, dtype=np.float64)
+    ok = sizes < kv_free
+    if not ok.any():
+        return -1
+    hs = np.arange(1, horizon + 1, dtype=np.float64)
+    base = load[None, :].astype(np.float64) + drift[None, :] * hs[:, None]  # [H, G]
+    peak = base.max(axis=1)  # [H]
+    new = base[None, :, rank] + s[:, None] + seq_cost + hs[None, :]  # [W, H]
+    obj = (len(load) * np.maximum(peak[None, :], new) - new).sum(axis=1)
+    obj[~ok] = np.inf
+    return int(np.argmin(obj))
+
+
+def single_request(size: int, load: np.ndarray, drift: np.ndarray, free: np.ndarray,
+                   kv_free: np.ndarray, horizon: int, seq_cost: int = 0) -> int:
+    """Exact optimum of the program for one candidate: its rank, or -1 when none has room.
+
+    Among the ranks of equal (optimal) objective, the one of least predicted load. O(G H).
+    """
+    ok = (free > 0) & (kv_free > size)
+    if not ok.any():
+        return -1
+    hs = np.arange(1, horizon + 1, dtype=np.float64)
+    base = load[None, :].astype(np.float64) + drift[None, :] * hs[:, None]  # [H, G]
+    peak = base.max(axis=1)
+    new = base + size + seq_cost + hs[:, None]  # [H, G]: the rank's load if it goes there
+    # The sum of all ranks' loads is the same wherever it goes: only the peak term differs.
+    obj = (np.maximum(peak[:, None], new) * len(load)).sum(axis=0)
+    obj[~ok] = np.inf
+    best = np.flatnonzero(obj <= obj.min() + 1e-9)
+    return int(best[np.argmin(base.sum(axis=0)[best])])
+
+
+@register
+@dataclass(kw_only=True, repr=False)
+class BfIo(ParamsMixin):
+    """BF-IO: place waiting requests on DP-attention ranks by the integer program above.
+
+    In a DP-attention group the lock-step engine keeps arrivals in the group's queue and calls
+    :meth:`assign` at each step boundary with free slots, passing the ``window`` oldest waiting
+    requests; the program picks which of them go where so the predicted barrier idle over the
+    next ``horizon`` steps is least. One free slot is solved exactly by enumeration; larger
+    programs go to HiGHS with ``time_limit_s``, warm-started by the greedy form. Per request
+    (:meth:`route`, behind independent instances or the gateway) the one-candidate program is
+    solved by the rank of least predicted load, which attains its optimum.
+
+    Guarantees
+    ----------
+    ``ip_optimal_small``: on small programs (brute force over every placement) the solution
+    attains the optimum of the objective. ``no_worse_than_greedy``: the placement's objective is
+    never above the greedy warm start's, time limit or not. Both checked in
+    tests/conformance/checks_routing.py. The online result of Chen et al. (2026, arXiv
+    2601.17855; the paper body was not readable to us): under i.i.d. arrivals with a backlog,
+    long-run imbalance is reduced by a factor growing with batch size and group size, which the
+    poster states as Omega(sqrt(B log G)) against round-robin. Assumptions: every active request
+    keeps running over the lookahead (no length prediction), sticky placement, load = attended
+    KV tokens. Measured, not proven here: ``servoir compare --family routing``.
+
+    Complexity
+    ----------
+    ``route``: O(G). ``assign``: O(W H) for one free slot; otherwise HiGHS on W G binaries and
+    H (G + 1) + W + 2 G + 1 rows, bounded by ``time_limit_s`` (solve times and gaps in
+    ``stats_`` and ``servoir bench routing``).
+    """
+
+    info: ClassVar[PolicyInfo] = PolicyInfo(
+        "bf_io", "routing", guarantees=("in_range", "ip_optimal_small", "no_worse_than_greedy"),
+        reference="Chen, Bu, Song, Lu, Ye, Zhou 2026, A Universal Load Balancing Principle "
+                  "(arXiv 2601.17855)")
+    late_binding: ClassVar[bool] = True
+    horizon: int = 8
+    window: int = 32
+    time_limit_s: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {self.horizon}")
+        if self.window < 1:
+            raise ValueError(f"window must be >= 1, got {self.window}")
+        if not self.time_limit_s > 0:
+            raise ValueError(f"time_limit_s must be > 0, got {self.time_limit_s}")
+
+    def reset(self, num_replicas: int, rng: np.random.Generator) -> None:
+        """Start the tie-breaking rotation at rank 0 and clear the solver statistics."""
+        self.turn_ = 0
+        self.stats_: dict[str, list[float]] = {"solve_s": [], "gap": [], "optimal": []}
+
+    def route(self, request: RequestView, replicas: ReplicaTable) -> int:
+        """The rank of least predicted load among those with a free slot."""
+        load, drift, free, _, _ = rank_loads(replicas)
+        pred = predicted_load(load, drift, self.horizon)
+        if free.max() > 0:
+            pred = np.where(free > 0, pred, np.inf)
+        return pick_min(self, pred)
+
+    def assign(self, requests: Sequence[RequestView], replicas: ReplicaTable) -> list[int]:
+        """Rank for each waiting request (oldest first), ``-1`` to keep it waiting."""
+        load, drift, free, kv_free, c = rank_loads(replicas)
+        sizes = np.fromiter((r.num_prompt_tokens for r in requests), np.int64, len(requests))
+        out = np.full(len(sizes), -1, dtype=np.int64)
+        open_ranks = np.flatnonzero(free > 0)
+        if len(sizes) == 0 or len(open_ranks) == 0:
+            return out.tolist()
+        if len(open_ranks) == 1 and free[open_ranks[0]] == 1:
+            g = int(open_ranks[0])
+            j = single_slot(sizes, load, drift, g, int(kv_free[g]), self.horizon, c)
+            if j >= 0:
+                out[j] = g
+            return out.tolist()
+        if len(sizes) == 1:
+            out[0] = single_request(int(sizes[0]), load, drift, free, kv_free, self.horizon, c)
+            return out.tolist()
+        out, st = solve_ip(sizes, load, drift, free, kv_free, self.horizon, self.time_limit_s,
+                           seq_cost=c)
+        for k in ("solve_s", "gap", "optimal"):
+            self.stats_[k].append(st[k])
+        return out.tolist()

@@ -1,0 +1,335 @@
+"""DP-attention: G ranks of one data-parallel attention group running in lock-step.
+
+In DeepSeek-style serving every decode step ends at a barrier (the expert-parallel all-to-all),
+so a step lasts as long as the slowest rank's iteration and the others wait. Requests are
+sticky: a request's KV cache pins it to the rank it was placed on.
+
+Each rank is the vLLM v1 engine of :mod:`servoir.sim.instance` (same batching, chunked prefill,
+paged KV, recompute preemption, event skipping); this module only takes the clock away from it.
+At a step boundary the group
+
+1. ends the step on every rank that was running (a rank whose own stretch continues is advanced
+   in closed form, without re-planning);
+2. places the requests that arrived since: a per-request router (``route``) puts each in a rank's
+   waiting queue; a *late-binding* router (``late_binding = True``, BF-IO) keeps them in the
+   group's queue and is asked at every boundary with free slots which of the ``window`` oldest
+   go where (``assign``);
+3. lets every idle rank form its next iteration, then runs ``k`` lock-step iterations: one if
+   any rank has a prefill chunk, otherwise until the first rank's stretch ends or the next
+   arrival. Step ``j`` lasts ``max_g (a_g + b_g j)``; the sums over ``k`` steps come from the
+   upper envelope of those lines (:mod:`servoir.sim.dp_envelope`), so no per-step work is done.
+
+Definitions (issue #5), over the steps with at least one busy rank: a rank's *load* at a step is
+the KV tokens its decoding requests attend; *imbalance* is max minus mean load over the G ranks
+(idle ranks count as zero); ``mean_imbalance_tokens`` averages it over steps;
+``barrier_idle_frac`` = 1 - sum of rank busy times / (G x sum of step times), a rank's busy time
+being its own iteration time (zero when it has nothing to run).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time as _time
+from array import array
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from servoir.errors import InputError
+from servoir.policies.routing.rank_table import RankTable
+from servoir.rng import stream
+from servoir.sim.dp_envelope import envelope, envelope_sum, first_reaching, series
+from servoir.sim.instance import EngineParams, Instance
+from servoir.sim.state import REJECTED, RequestState
+from servoir.views import RequestView
+from servoir.workload.requests import Workload
+
+
+class _Rank(Instance):
+    """An engine instance whose steps are started and ended by the group, not by itself."""
+
+    hold = False  # while True, _decide is deferred to the group's boundary
+
+    def _iter_time(self, num_tokens: int, num_seqs: int, prefill_work: float) -> float:
+        # Decode ranks: a placed request's KV arrives with it (prefill is disaggregated), so an
+        # iteration costs one token per sequence whatever the admissions (the KV term is added
+        # by the caller).
+        return self.lat.step_time(num_seqs, num_seqs, 0, 0.0)
+
+    def _decide(self, now: float) -> None:
+        if not self.hold:
+            super()._decide(now)
+
+    def arrive(self, rid: int, now: float) -> None:
+        """Enqueue only; the group decides at the boundary."""
+        self.hold = True
+        try:
+            super().arrive(rid, now)
+        finally:
+            self.hold = False
+
+    def end_step(self, now: float) -> None:
+        """Apply the current step (``step_k`` iterations) without deciding the next."""
+        self.hold = True
+        try:
+            self.step_end(now, self.version)
+        finally:
+            self.hold = False
+
+    def _start_step(self, plan: Any, now: float) -> None:
+        # Instance._start_step without scheduling: the group sets the clock. The rank's own
+        # iteration j of this step takes step_a + step_b * j seconds.
+        n = self.n_dec
+        attended = self.K + n
+        if plan.chunks or plan.preempted:
+            self.used += plan.need_dec
+            nseq = n + len(plan.chunks)
+            a = self._iter_time(plan.ntok, nseq, plan.work) + self._kv_coef(nseq) * attended
+            k, b = 1, 0.0
+        else:
+            fh, st = self.fin_heap, self.st
+            while fh[0][3] != st.epoch[fh[0][2]] or fh[0][2] not in self.phase:
+                heapq.heappop(fh)  # stale: that request was preempted
+            k = self._max_iters_fitting(self.total_blocks - self.used, fh[0][0] - self.it)
+            kvc = self._kv_coef(n)
+            a = self._decode_a(n) + kvc * attended
+            b = kvc * n
+        self.step_k, self.step_a, self.step_b = k, a, b
+        self.step_stretch = not (plan.chunks or plan.preempted)
+        self.step_chunks = plan.chunks
+        self.busy = True
+        self.step_t0 = now
+        self.version += 1
+        self.load0 = attended  # decode KV tokens attended at the step's first iteration
+
+    def advance(self, k: int) -> None:
+        """``k`` iterations of a decode stretch that goes on (no finish, no change)."""
+        self.used += self._new_blocks(k)
+        self.it += k
+        self.K += self.n_dec * k
+        self.num_iterations += k
+        self.step_k -= k
+        self.step_a += self.step_b * k
+        self.load0 += self.n_dec * k
+
+    def interrupt(self) -> None:
+        """End an advanced stretch here (a request arrived): the rank re-plans."""
+        self.busy = False
+        self.num_steps += 1
+
+
+class DPAttentionCluster:
+    """G ranks in lock-step behind one router. Build, then :meth:`run` once.
+
+    Same interface as :class:`servoir.sim.cluster.Cluster` for :func:`servoir.sim.collect`
+    (``st``, ``n``, ``instances``, ``num_events``); :meth:`dp_summary` gives the barrier
+    metrics and :attr:`steps` the per-event step records.
+    """
+
+    def __init__(self, workload: Workload, *, num_ranks: int, engine: EngineParams,
+                 latency: Any, router: Any, make_scheduler: Callable[[], Any],
+                 max_model_len: int, seed: int = 0, record_series: bool = True,
+                 check: bool = False) -> None:
+        if engine.pp != 1:
+            raise InputError("dp_attention models one pipeline stage per rank; set hardware.pp=1",
+                             field="hardware.pp")
+        if workload.session_id is not None and (workload.session_id >= 0).any():
+            raise InputError("dp_attention does not replay multi-turn sessions yet",
+                             field="cluster.mode")
+        self.w = workload
+        self.n = len(workload)
+        self.st = RequestState(workload.num_prompt_tokens.tolist(),
+                               workload.num_output_tokens.tolist(),
+                               workload.arrival_at.tolist())
+        self.max_model_len = max_model_len
+        self.g = num_ranks
+        self.router = router
+        router.reset(num_ranks, stream(seed, "policy.router"))
+        self.late = bool(getattr(router, "late_binding", False))
+        self.window = int(getattr(router, "window", 1))
+        self.table, self.cols = RankTable.allocate(num_ranks)
+        # A placed request's prompt KV is loaded in one iteration (it arrives prefilled).
+        engine = EngineParams(engine.max_num_seqs,
+                              max(engine.max_num_batched_tokens, max_model_len + engine.max_num_seqs),
+                              engine.block_size, engine.num_blocks, True, 1)
+        self.instances: list[_Rank] = []
+        for k in range(num_ranks):
+            sched = make_scheduler()
+            sched.reset(stream(seed, "policy.scheduler", replication=k))
+            self.instances.append(_Rank(k, engine, latency, sched, self.st, self.view,
+                                        _no_schedule, self._on_finish, record_series, check))
+        self.max_seqs = engine.max_num_seqs
+        # What one more sequence adds to a rank's step, in KV-token equivalents (average slope
+        # of the per-sequence cost up to a full batch, over the per-KV-token cost).
+        b = max(2, engine.max_num_seqs)
+        per_seq = (latency.step_time(b, b, 0, 0.0) - latency.step_time(1, 1, 0, 0.0)) / (b - 1)
+        self.cols["seq_cost_tokens"][:] = round(per_seq / latency.kv_coef_s)
+        self.pool: deque[int] = deque()
+        self.num_rejected = 0
+        self.num_events = 0
+        # Per event: start time, iterations k, duration, sum of imbalance, sum of busy times,
+        # 1.0 when every rank ran a full batch (max_num_seqs running) throughout.
+        self.steps = {name: array("d") for name in
+                      ("t_at", "num_steps", "duration_s", "imbalance_sum", "busy_s", "full")}
+
+    def view(self, rid: int) -> RequestView:
+        """The read-only view policies get of request ``rid``."""
+        w, st = self.w, self.st
+        return RequestView(
+            rid, st.arrival_at[rid], st.prompt[rid], None,
+            None if w.tenant is None else str(w.tenant[rid]),
+            None if w.prefix_hashes is None else w.prefix_hashes[rid],
+            None if w.program_id is None else str(w.program_id[rid]))
+
+    def _on_finish(self, rid: int, t: float) -> None:
+        k = self.st.instance[rid]
+        self.cols["outstanding_tokens"][k] -= self.st.prompt[rid] + self.st.output[rid]
+
+    # ------------------------------------------------------------------ boundary
+    def _refresh(self) -> None:
+        cols, st = self.cols, self.st
+        for k, r in enumerate(self.instances):
+            nw, nr = len(r.waiting), len(r.running)
+            cols["num_waiting"][k] = nw
+            cols["num_running"][k] = nr
+            cols["kv_used_frac"][k] = r.used / r.total_blocks
+            if not self.late:
+                continue
+            pending = 0
+            for rid in r.prefilling:
+                pending += st.prompt[rid] + st.gen[rid]
+            queued = 0
+            for _, _, rid in r.waiting:
+                queued += st.prompt[rid] + st.gen[rid]
+            cols["kv_tokens"][k] = r.K + r.n_dec + pending + queued
+            cols["num_active"][k] = nr + nw
+            cols["num_free_slots"][k] = max(0, self.max_seqs - nr - nw)
+            cols["kv_free_tokens"][k] = (r.total_blocks - r.used) * r.bs - queued
+
+    def _place(self, rid: int, k: int, t: float) -> None:
+        if not 0 <= k < self.g:
+            raise RuntimeError(f"router {self.router!r} returned rank {k} of {self.g}")
+        st, cols, r = self.st, self.cols, self.instances[k]
+        size = st.prompt[rid] + st.gen[rid]
+        cols["outstanding_tokens"][k] += st.prompt[rid] + st.output[rid]
+        cols["num_waiting"][k] += 1
+        cols["kv_tokens"][k] += size
+        cols["num_active"][k] += 1
+        cols["num_free_slots"][k] = max(0, cols["num_free_slots"][k] - 1)
+        cols["kv_free_tokens"][k] -= size
+        if r.busy:
+            r.interrupt()
+        r.arrive(rid, t)
+
+    def _dispatch(self, rid: int, t: float) -> None:
+        st = self.st
+        if st.prompt[rid] + st.output[rid] > self.max_model_len:
+            st.status[rid] = REJECTED
+            self.num_rejected += 1
+            return
+        if self.late:
+            self.pool.append(rid)
+        else:
+            self._place(rid, self.router.route(self.view(rid), self.table), t)
+
+    def _assign(self, t: float) -> None:
+        """Late binding: the router places some of the ``window`` oldest waiting requests."""
+        if not self.pool or self.cols["num_free_slots"].max() <= 0:
+            return
+        cand = [self.pool[i] for i in range(min(self.window, len(self.pool)))]
+        ranks = self.router.assign([self.view(rid) for rid in cand], self.table)
+        placed = set()
+        for rid, k in zip(cand, ranks, strict=True):
+            if k >= 0:
+                self._place(rid, int(k), t)
+                placed.add(rid)
+        if placed:
+            self.pool = deque(rid for rid in self.pool if rid not in placed)
+
+    # ------------------------------------------------------------------ loop
+    def run(self, progress: Callable[[int, int], None] | None = None) -> float:
+        """Run to completion; returns the wall time of the loop in seconds."""
+        t_wall = _time.perf_counter()
+        arr = self.st.arrival_at
+        n = self.n
+        ranks = self.instances
+        i = 0
+        t = arr[0] if n else 0.0
+        events = 0
+        while True:
+            while i < n and arr[i] <= t:
+                self._dispatch(i, t)
+                i += 1
+            self._refresh()
+            if self.late:
+                self._assign(t)
+            for r in ranks:
+                if not r.busy and (r.running or r.waiting):
+                    r._decide(t)
+            busy = [r for r in ranks if r.busy]
+            events += 1
+            if progress is not None and events % 65536 == 0:
+                progress(i, n)
+            if not busy:
+                if i >= n:
+                    if self.pool:
+                        raise RuntimeError(f"router {self.router!r} left {len(self.pool)} "
+                                           "requests unplaced on an idle group")
+                    break
+                t = max(t, arr[i])
+                continue
+            ta = arr[i] if i < n else math.inf
+            k, dur = self._step(busy, t, ta)
+            t += dur
+            for r in busy:
+                if k == r.step_k:
+                    r.end_step(t)
+                else:
+                    r.advance(k)
+        self.num_events = events
+        if progress is not None:
+            progress(n, n)
+        return _time.perf_counter() - t_wall
+
+    def _step(self, busy: list[_Rank], t: float, ta: float) -> tuple[int, float]:
+        """Iterations to run from ``t`` and their duration; records the barrier metrics."""
+        k = min(r.step_k for r in busy)
+        ta_lines = [r.step_a for r in busy], [r.step_b for r in busy]
+        tsegs = envelope(ta_lines[0], ta_lines[1], k)
+        if k > 1 and ta < math.inf:
+            k = min(k, max(1, first_reaching(tsegs, ta - t)))
+        dur = envelope_sum(tsegs, k)
+        busy_s = sum(series(r.step_a, r.step_b, 0, k) for r in busy)
+        la = [float(r.load0) if r.busy else 0.0 for r in self.instances]
+        lb = [float(r.n_dec) if r.busy else 0.0 for r in self.instances]
+        peak = envelope_sum(envelope(la, lb, k), k)
+        mean = sum(series(a, b, 0, k) for a, b in zip(la, lb, strict=True)) / self.g
+        full = float(len(busy) == self.g and all(len(r.running) == self.max_seqs for r in busy))
+        s = self.steps
+        s["t_at"].append(t)
+        s["num_steps"].append(k)
+        s["duration_s"].append(dur)
+        s["imbalance_sum"].append(peak - mean)
+        s["busy_s"].append(busy_s)
+        s["full"].append(full)
+        return k, dur
+
+    def dp_summary(self) -> dict[str, float]:
+        """``mean_imbalance_tokens``, ``barrier_idle_frac`` and their totals (issue #5)."""
+        s = self.steps
+        steps = sum(s["num_steps"])
+        dur = sum(s["duration_s"])
+        busy = sum(s["busy_s"])
+        return {
+            "mean_imbalance_tokens": sum(s["imbalance_sum"]) / steps if steps else 0.0,
+            "barrier_idle_frac": 1.0 - busy / (self.g * dur) if dur > 0 else 0.0,
+            "num_group_steps": float(steps),
+            "group_step_time_s": dur,
+            "rank_busy_s": busy,
+            "num_ranks": float(self.g),
+        }
+
+
+def _no_schedule(t: float, inst: int, version: int) -> None:
+    """Ranks never schedule themselves: the group owns the clock."""
