@@ -50,12 +50,15 @@ class _Rank(Instance):
     """An engine instance whose steps are started and ended by the group, not by itself."""
 
     hold = False  # while True, _decide is deferred to the group's boundary
+    disaggregated = True  # prefill runs elsewhere (decode group); False: ranks prefill too
 
-    def _iter_time(self, num_tokens: int, num_seqs: int, prefill_work: float) -> float:
+    def _iter_time(self, num_tokens: int, num_seqs: int, prefill_work: float,
+                   decode_kv: int = 0) -> float:
+        if not self.disaggregated:
+            return super()._iter_time(num_tokens, num_seqs, prefill_work, decode_kv)
         # Decode ranks: a placed request's KV arrives with it (prefill is disaggregated), so an
-        # iteration costs one token per sequence whatever the admissions (the KV term is added
-        # by the caller).
-        return self.lat.step_time(num_seqs, num_seqs, 0, 0.0)
+        # iteration costs one token per sequence whatever the admissions.
+        return self.lat.step_time(num_seqs, num_seqs, decode_kv, 0.0)
 
     def _decide(self, now: float) -> None:
         if not self.hold:
@@ -85,7 +88,7 @@ class _Rank(Instance):
         if plan.chunks or plan.preempted:
             self.used += plan.need_dec
             nseq = n + len(plan.chunks)
-            a = self._iter_time(plan.ntok, nseq, plan.work) + self._kv_coef(nseq) * attended
+            a = self._iter_time(plan.ntok, nseq, plan.work, attended)
             k, b = 1, 0.0
         else:
             fh, st = self.fin_heap, self.st
@@ -130,7 +133,10 @@ class DPAttentionCluster:
     def __init__(self, workload: Workload, *, num_ranks: int, engine: EngineParams,
                  latency: Any, router: Any, make_scheduler: Callable[[], Any],
                  max_model_len: int, seed: int = 0, record_series: bool = True,
-                 check: bool = False) -> None:
+                 check: bool = False, prefill_on_ranks: bool = False) -> None:
+        """``prefill_on_ranks``: the ranks also prefill (vLLM data parallelism with expert
+        parallelism: every rank runs whole requests, the MoE layers' collectives keep them in
+        lock-step); by default they are the decode group of a disaggregated deployment."""
         if engine.pp != 1:
             raise InputError("dp_attention models one pipeline stage per rank; set hardware.pp=1",
                              field="hardware.pp")
@@ -149,16 +155,20 @@ class DPAttentionCluster:
         self.late = bool(getattr(router, "late_binding", False))
         self.window = int(getattr(router, "window", 1))
         self.table, self.cols = RankTable.allocate(num_ranks)
-        # A placed request's prompt KV is loaded in one iteration (it arrives prefilled).
-        engine = EngineParams(engine.max_num_seqs,
-                              max(engine.max_num_batched_tokens, max_model_len + engine.max_num_seqs),
-                              engine.block_size, engine.num_blocks, True, 1)
+        if not prefill_on_ranks:
+            # A placed request's prompt KV is loaded in one iteration (it arrives prefilled).
+            engine = EngineParams(engine.max_num_seqs,
+                                  max(engine.max_num_batched_tokens,
+                                      max_model_len + engine.max_num_seqs),
+                                  engine.block_size, engine.num_blocks, True, 1)
         self.instances: list[_Rank] = []
         for k in range(num_ranks):
             sched = make_scheduler()
             sched.reset(stream(seed, "policy.scheduler", replication=k))
-            self.instances.append(_Rank(k, engine, latency, sched, self.st, self.view,
-                                        _no_schedule, self._on_finish, record_series, check))
+            rank = _Rank(k, engine, latency, sched, self.st, self.view, _no_schedule,
+                         self._on_finish, record_series, check)
+            rank.disaggregated = not prefill_on_ranks
+            self.instances.append(rank)
         self.max_seqs = engine.max_num_seqs
         # What one more sequence adds to a rank's step, in KV-token equivalents (average slope
         # of the per-sequence cost up to a full batch, over the per-KV-token cost).

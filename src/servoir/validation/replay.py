@@ -7,7 +7,8 @@ default vLLM v1 instance with the run's flags (chunked prefill within
 is the bundle's resolved ``num_gpu_blocks`` when recorded (an engine flag), else computed as vLLM
 does from GPU memory, ``gpu_memory_utilization``, weights and activations. Data parallelism
 runs ``dp`` instances behind vLLM's DP load balancer (fewest ``4 * waiting + running``); with
-expert parallelism the MoE layers' dispatch and combine are charged in the latency model.
+expert parallelism the ranks run in lock-step (the slowest rank sets each step) and the MoE
+layers' dispatch and combine are charged in the latency model.
 
 Metrics use the bundles' definitions (LLMServingSim's ``bench/core/validate.py``): TTFT and
 E2E from arrival, TPOT = decode time / (output tokens - 1); mean, p50 and p90.
@@ -29,8 +30,9 @@ from servoir.hardware import (
     kv_capacity_tokens,
 )
 from servoir.hardware.layer_tables import table_latency
-from servoir.policies.routing.jsq import JoinShortestQueue
+from servoir.registry import create
 from servoir.sim import Cluster, EngineParams, collect
+from servoir.sim.dp_attention import DPAttentionCluster
 from servoir.validation.bundle import (
     Bundle,
     load_bundle,
@@ -76,8 +78,17 @@ def predict(bundle: Bundle | str | Path) -> Prediction:
     blocks = kv_blocks(b)
     engine = EngineParams(b.max_num_seqs, b.max_num_batched_tokens, b.block_size, blocks,
                           True, 1)
-    cluster = Cluster(b.workload, num_instances=b.dp, engine=engine, latency=latency,
-                      router=VllmDpBalance(), make_scheduler=_fcfs, max_model_len=10**9)
+    router = create("routing", "vllm_score")  # vLLM's DP balancer: 4 * waiting + running
+    cluster: Any
+    if b.expert_parallel and b.dp > 1:
+        # The MoE layers' collectives keep the data-parallel ranks in lock-step: every step
+        # lasts as long as the slowest rank's (an idle rank runs a dummy batch).
+        cluster = DPAttentionCluster(b.workload, num_ranks=b.dp, engine=engine, latency=latency,
+                                     router=router, make_scheduler=_fcfs, max_model_len=10**9,
+                                     prefill_on_ranks=True)
+    else:
+        cluster = Cluster(b.workload, num_instances=b.dp, engine=engine, latency=latency,
+                          router=router, make_scheduler=_fcfs, max_model_len=10**9)
     cluster.run()
     res = collect(cluster)
     r = res.requests
@@ -88,17 +99,7 @@ def predict(bundle: Bundle | str | Path) -> Prediction:
 
 
 def _fcfs() -> Any:
-    from servoir.policies.scheduling.fcfs import FCFS
-
-    return FCFS()
-
-
-class VllmDpBalance(JoinShortestQueue):
-    """vLLM's data-parallel balancing (``4 * waiting + running``, lowest wins)."""
-
-    def load(self, replicas: Any) -> np.ndarray:
-        """vLLM's DP score."""
-        return 4 * replicas.num_waiting + replicas.num_running
+    return create("scheduling", "fcfs")
 
 
 def _stats(v: np.ndarray) -> dict[str, float]:
