@@ -245,6 +245,8 @@ def valid_keys(model: type[BaseModel] = SimConfig, prefix: str = "") -> list[str
                 out += [f"{prefix}{name}.name", f"{prefix}{name}.params.*"]
             else:
                 out += valid_keys(ann, f"{prefix}{name}.")
+        elif name == "params":  # free-form parameters of a named kind (prediction.params.*)
+            out.append(f"{prefix}params.*")
         else:
             out.append(prefix + name)
     return out
@@ -266,7 +268,9 @@ def _check_key(key: str, file: str | None = None) -> None:
     if key in valid:
         return
     for v in valid:
-        if v.endswith(".*") and key.startswith(v[:-1]) and len(key) > len(v) - 1:
+        # "x.params.*": one parameter, or the whole mapping "x.params" at once.
+        if v.endswith(".*") and (key == v[:-2] or (key.startswith(v[:-1])
+                                                   and len(key) > len(v) - 1)):
             return
     raise InputError(f"unknown configuration key '{key}'; valid keys: {', '.join(valid)}",
                      file=file, field=key)

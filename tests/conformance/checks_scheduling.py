@@ -66,9 +66,9 @@ def check_amax_ratio(family: str, name: str) -> None:
 
 def check_sorted_f_ratio(family: str, name: str) -> None:
     """Batch instances (all at 0, heterogeneous prompts): total latency <= 48 x the IP bound."""
-    for inst in _instances(4, 10, batch=True):
+    for inst in _instances(4, 8, n=(6, 12), batch=True):
         total = run_policy(inst, name, predicted=inst.output.astype(float)).total_latency(inst)
-        b = lower_bound(inst, upper=total, time_limit=30)
+        b = lower_bound(inst, upper=total, time_limit=2)  # a dual bound is enough here
         assert total <= 48 * b.lower_bound_total_latency
 
 

@@ -551,7 +551,7 @@ def _plot_crossover(grid: list[dict], sims: list[dict], out: Any) -> None:
                         PD_TPOT.index(sp["slo_tpot_s"]) if sp["slo_tpot_s"] in PD_TPOT else
                         len(PD_TPOT) - 1, marker="o" if sp["sim_disaggregation_wins"] else "x",
                         color="k", ms=9, mfc="none")
-        ax.set_xticks(range(len(xs)), xs, fontsize=7)
+        ax.set_xticks(range(len(xs)), xs, fontsize=7, rotation=30)
         ax.set_yticks(range(len(PD_TPOT)), [f"{t:g}" for t in PD_TPOT])
         ax.set_xlabel("prompt:output tokens")
         ax.set_title(f"TTFT SLO {ttft:g} s, link 25 GB/s", fontsize=9)
