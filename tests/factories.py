@@ -13,9 +13,14 @@ class LinearLatency:
     """A step time that is affine in every feature (duck-types ``LatencyModel``)."""
 
     def __init__(self, base: float = 0.01, per_token: float = 1e-4, per_seq: float = 1e-4,
-                 kv_coef_s: float = 1e-5, attn: float = 1e-8, hop: float = 1e-4) -> None:
+                 kv_coef_s: float = 1e-5, attn: float = 1e-8, hop: float = 1e-4,
+                 skew_alpha: float = 0.0) -> None:
         self.base, self.per_token, self.per_seq = base, per_token, per_seq
         self.kv_coef_s, self.attn, self.hop = kv_coef_s, attn, hop
+        self.skew_alpha = skew_alpha
+
+    def skew_time(self, num_decode: int, decode_kv_tokens: int, max_decode_kv: int) -> float:
+        return self.skew_alpha * self.kv_coef_s * (num_decode * max_decode_kv - decode_kv_tokens)
 
     def step_time(self, num_tokens: int, num_seqs: int, decode_kv_tokens: int,
                   prefill_attn_work: float) -> float:

@@ -26,7 +26,8 @@ def cdiv(a: int, b: int) -> int:
 
 def reference_run(arrival, prompt, output, *, lat, max_num_seqs, max_num_batched_tokens,
                   block_size, num_blocks, enable_chunked_prefill=True, pp=1,
-                  max_iterations=2_000_000, scheduler=None, predicted=None, tenant=None):
+                  max_iterations=2_000_000, scheduler=None, predicted=None, tenant=None,
+                  reserve_full_prompt=False):
     """Returns dict of lists: first_token_at, finish_at, first_scheduled_at, num_preemptions."""
     custom = scheduler is not None and hasattr(scheduler, "select")
     pred = [math.nan] * len(arrival) if predicted is None else [float(x) for x in predicted]
@@ -165,7 +166,8 @@ def reference_run(arrival, prompt, output, *, lat, max_num_seqs, max_num_batched
                     else:
                         continue
                     need = cdiv(c, bs)
-                    if need > num_blocks - used - dec_need():
+                    fit = cdiv(need_tokens, bs) if reserve_full_prompt else need
+                    if fit > num_blocks - used - dec_need():
                         continue
                     admitted.add(r)
                     seq += 1
@@ -190,7 +192,8 @@ def reference_run(arrival, prompt, output, *, lat, max_num_seqs, max_num_batched
                 else:
                     break
                 need = cdiv(c, bs)
-                if need > num_blocks - used - dec_need():
+                fit = cdiv(need_tokens, bs) if reserve_full_prompt else need
+                if fit > num_blocks - used - dec_need():
                     break
                 heapq.heappop(waiting)
                 seq += 1
@@ -217,6 +220,9 @@ def reference_run(arrival, prompt, output, *, lat, max_num_seqs, max_num_batched
         attended = sum(computed[r] + 1 for r in decs)
         nseq = len(decs) + len(chunks)
         t = t + iter_time(ntok, nseq, work, attended)
+        if getattr(lat, "skew_alpha", 0.0) > 0 and pp == 1 and len(decs) > 1 and not chunks:
+            # Unequal decode lengths: the longest attended KV against the total.
+            t += lat.skew_time(len(decs), attended, max(computed[r] + 1 for r in decs))
         done = []
         for r in decs:
             computed[r] += 1

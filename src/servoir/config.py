@@ -113,10 +113,10 @@ class HardwareConfig(_Frozen):
 PRESETS: dict[str, dict[str, Any]] = {
     # vLLM v1 (online serving defaults for an 80 GB GPU).
     "vllm_v1": {"max_num_seqs": 256, "max_num_batched_tokens": 8192,
-                "enable_chunked_prefill": True},
+                "enable_chunked_prefill": True, "scheduler_reserve_full_isl": True},
     # Vidur 0.0.26's vLLM scheduler: batch_size_cap 128, max_tokens_in_batch 4096, no chunking.
     "vidur_v0": {"max_num_seqs": 128, "max_num_batched_tokens": 4096,
-                 "enable_chunked_prefill": False},
+                 "enable_chunked_prefill": False, "scheduler_reserve_full_isl": False},
 }
 
 
@@ -137,6 +137,10 @@ class EngineConfig(_Frozen):
     """Fraction of GPU memory the engine may use (weights, activations, KV)."""
     enable_chunked_prefill: bool | None = None
     """Split long prompts across iterations within the token budget (vllm_v1: true)."""
+    scheduler_reserve_full_isl: bool | None = None
+    """Admit a request only if its whole prompt fits in the free KV blocks (vLLM 0.19's
+    default; its first chunk alone is allocated). Without it a request is admitted when its
+    first chunk fits and may be preempted later."""
     enable_prefix_caching: bool = False
     """Reuse KV blocks of shared prefixes (not yet modelled; must stay false)."""
     preemption_mode: Literal["recompute"] = "recompute"

@@ -29,6 +29,8 @@ engines = st.fixed_dictionaries({
     "budget": st.integers(8, 400),
     "chunked": st.booleans(),
     "pp": st.sampled_from([1, 2]),
+    "reserve": st.booleans(),
+    "skew": st.sampled_from([0.0, 0.0, 0.3]),
 })
 
 
@@ -40,7 +42,8 @@ def _setup(p: dict) -> tuple:
     budget = max(p["budget"], p["max_num_seqs"])
     if not p["chunked"]:
         budget = max(budget, need)
-    eng = EngineParams(p["max_num_seqs"], budget, bs, blocks, p["chunked"], p["pp"])
+    eng = EngineParams(p["max_num_seqs"], budget, bs, blocks, p["chunked"], p["pp"],
+                       reserve_full_prompt=p.get("reserve", False))
     return w, eng
 
 
@@ -48,13 +51,15 @@ def _setup(p: dict) -> tuple:
 @given(engines)
 def test_event_skipping_matches_per_iteration_reference(p: dict) -> None:
     w, eng = _setup(p)
-    res = simulate(w, eng)
+    lat = LinearLatency(skew_alpha=p["skew"])
+    res = simulate(w, eng, latency=lat)
     ref = reference_run(w.arrival_at.tolist(), w.num_prompt_tokens.tolist(),
-                        w.num_output_tokens.tolist(), lat=LinearLatency(),
+                        w.num_output_tokens.tolist(), lat=lat,
                         max_num_seqs=eng.max_num_seqs,
                         max_num_batched_tokens=eng.max_num_batched_tokens,
                         block_size=eng.block_size, num_blocks=eng.num_blocks,
-                        enable_chunked_prefill=eng.enable_chunked_prefill, pp=eng.pp)
+                        enable_chunked_prefill=eng.enable_chunked_prefill, pp=eng.pp,
+                        reserve_full_prompt=eng.reserve_full_prompt)
     for key in ("first_token_at", "finish_at", "first_scheduled_at", "num_preemptions"):
         np.testing.assert_allclose(res.requests[key], np.array(ref[key], dtype=float),
                                    rtol=1e-9, atol=1e-9, err_msg=key)

@@ -138,7 +138,8 @@ def build(cfg: SimConfig, workload: Workload | None = None) -> Built:
     max_model_len = min(eng.max_model_len or spec.max_model_len, num_blocks * eng.block_size)
     if not chunked:
         max_model_len = min(max_model_len, tokens)
-    engine = EngineParams(seqs, tokens, eng.block_size, num_blocks, chunked, hw.pp)
+    engine = EngineParams(seqs, tokens, eng.block_size, num_blocks, chunked, hw.pp,
+                          reserve_full_prompt=eng.setting("scheduler_reserve_full_isl"))
     r, s = cfg.cluster.router, cfg.instance.scheduler
     registry.create("routing", r.name, r.params)
     registry.create("scheduling", s.name, s.params)

@@ -110,6 +110,9 @@ class LatencyModel:
     mixed_kv_coef_s: float | None = None
     mixed_overhead_s: float = 0.0
     prefill_overhead_s: float = 0.0
+    # FlashAttention's penalty for unequal decode lengths: a decode step with ``n`` sequences
+    # costs ``skew_alpha * kv_coef_s * (n * longest - total)`` more (0: no penalty).
+    skew_alpha: float = 0.0
     fit: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     _slopes: tuple[float, ...] = field(init=False, repr=False, compare=False, hash=False)
     _first: float = field(init=False, repr=False, compare=False, hash=False)
@@ -171,6 +174,13 @@ class LatencyModel:
             + self.prefill_attn_coef_s * prefill_attn_work
         )
 
+    def skew_time(self, num_decode: int, decode_kv_tokens: int, max_decode_kv: int) -> float:
+        """Extra seconds of a decode step whose sequences attend unequal KV lengths:
+        ``alpha * (t(longest) - t(mean))`` with attention linear in KV (LLMServingSim's skew
+        model, ``alpha`` fitted by its profiler)."""
+        return self.skew_alpha * self.kv_coef_s * max(num_decode * max_decode_kv
+                                                      - decode_kv_tokens, 0)
+
     def p2p_time(self, num_tokens: int) -> float:
         """Seconds for one pipeline-stage hop of ``num_tokens`` activations."""
         return self.p2p_latency_s + self.p2p_bytes_per_token * num_tokens / self.p2p_bytes_per_s
@@ -193,7 +203,7 @@ class LatencyModel:
             "p2p_latency_s": self.p2p_latency_s,
             **({"mixed_kv_coef_s": self.mixed_kv_coef_s,
                 "mixed_overhead_s": self.mixed_overhead_s,
-                "prefill_overhead_s": self.prefill_overhead_s}
+                "prefill_overhead_s": self.prefill_overhead_s, "skew_alpha": self.skew_alpha}
                if self.mixed_kv_coef_s is not None else {}),
             "fit": self.fit,
         }
@@ -219,6 +229,7 @@ class LatencyModel:
                              else float(d["mixed_kv_coef_s"])),
             mixed_overhead_s=float(d.get("mixed_overhead_s", 0.0)),
             prefill_overhead_s=float(d.get("prefill_overhead_s", 0.0)),
+            skew_alpha=float(d.get("skew_alpha", 0.0)),
             fit=dict(d.get("fit", {})),
         )
 

@@ -149,6 +149,7 @@ def fit_layer_tables(perf_dir: Path, spec: ModelSpec, gpu: GpuSpec, tp: int, ep:
     seq_y = np.array([head[s == v].sum() for v in seq_x])
     head0, head1 = _linear(seq_x, seq_y)
     L = spec.num_layers
+    alpha = _skew_alpha(perf_dir)
     return LatencyModel(
         model=spec.name, gpu=gpu.name, tp=tp,
         token_knots=tuple(int(v) for v in knots),
@@ -160,11 +161,33 @@ def fit_layer_tables(perf_dir: Path, spec: ModelSpec, gpu: GpuSpec, tp: int, ep:
         mixed_kv_coef_s=max(L * a["kv_mixed"], 0.0) * US,
         mixed_overhead_s=L * a["mixed"] * US,
         prefill_overhead_s=L * a["prefill_const"] * US,
+        skew_alpha=alpha,
         source="fit:vllm0.19_layer_tables",
         fit={"attention_err_decode": a["err_decode"], "attention_err_prefill": a["err_prefill"],
              "attention_err_mixed": a["err_mixed"], "attention_points": a["n"],
              "attention_per_token_us": a["per_token"], "profile": perf_dir.name, "ep": ep},
     )
+
+
+def _skew_alpha(perf_dir: Path) -> float:
+    """The profiler's decode-skew coefficient: mean of its per-bucket fits for pure-decode
+    shapes (weighted by samples), 0 where its ``meta.yaml`` disables the skew fit."""
+    meta = perf_dir.parent / "meta.yaml"
+    if meta.exists():
+        import yaml
+
+        cfg = yaml.safe_load(meta.read_text()) or {}
+        if not (cfg.get("skew_fit") or {}).get("enabled", False):
+            return 0.0
+    path = perf_dir / "skew_fit.csv"
+    if not path.exists():
+        return 0.0
+    t = _read(path)
+    m = (t["pc"] == 0) & (t["kp_label"] == "kp=0")
+    if not m.any():
+        return 0.0
+    w = t["n_samples"][m]
+    return float((t["alpha"][m] * w).sum() / w.sum())
 
 
 def _collective_us(bytes_: np.ndarray, gpu: GpuSpec, ranks: int) -> np.ndarray:
@@ -218,6 +241,8 @@ class TableLatency:
         self.base = base
         self.model, self.gpu, self.tp = base.model, base.gpu, base.tp
         self.kv_coef_s = base.kv_coef_s
+        self.skew_alpha = base.skew_alpha
+        self.skew_time = base.skew_time
         self.source = base.source + "+attention_tables"
         self.fit = base.fit
         self._dense_knots = dense_knots.astype(np.float64)

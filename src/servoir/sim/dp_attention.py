@@ -85,10 +85,13 @@ class _Rank(Instance):
         # iteration j of this step takes step_a + step_b * j seconds.
         n = self.n_dec
         attended = self.K + n
+        skew = self._skew_time(n, attended) if self.skew is not None and n > 1 else 0.0
         if plan.chunks or plan.preempted:
             self.used += plan.need_dec
             nseq = n + len(plan.chunks)
             a = self._iter_time(plan.ntok, nseq, plan.work, attended)
+            if not plan.chunks:
+                a += skew
             k, b = 1, 0.0
         else:
             fh, st = self.fin_heap, self.st
@@ -96,7 +99,7 @@ class _Rank(Instance):
                 heapq.heappop(fh)  # stale: that request was preempted
             k = self._max_iters_fitting(self.total_blocks - self.used, fh[0][0] - self.it)
             kvc = self._kv_coef(n)
-            a = self._decode_a(n) + kvc * attended
+            a = self._decode_a(n) + kvc * attended + skew
             b = kvc * n
         self.step_k, self.step_a, self.step_b = k, a, b
         self.step_stretch = not (plan.chunks or plan.preempted)

@@ -47,10 +47,11 @@ class EngineParams:
     """Plain engine settings read in the hot loop (built from the pydantic config)."""
 
     __slots__ = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_blocks",
-                 "enable_chunked_prefill", "pp")
+                 "enable_chunked_prefill", "pp", "reserve_full_prompt")
 
     def __init__(self, max_num_seqs: int, max_num_batched_tokens: int, block_size: int,
-                 num_blocks: int, enable_chunked_prefill: bool = True, pp: int = 1) -> None:
+                 num_blocks: int, enable_chunked_prefill: bool = True, pp: int = 1,
+                 reserve_full_prompt: bool = False) -> None:
         if num_blocks < 1:
             raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")
         self.max_num_seqs = max_num_seqs
@@ -59,6 +60,9 @@ class EngineParams:
         self.num_blocks = num_blocks
         self.enable_chunked_prefill = enable_chunked_prefill
         self.pp = pp
+        # vLLM 0.19's scheduler_reserve_full_isl: admit a request only if its whole prompt
+        # fits in the free blocks (its first chunk alone is allocated).
+        self.reserve_full_prompt = reserve_full_prompt
 
 
 class _Plan:
@@ -121,6 +125,11 @@ class Instance:
         self.phase_cnt = [0] * bs
         self.phase: dict[int, int] = {}  # rid -> phase
         self.fin_heap: list[tuple[int, int, int, int]] = []  # (finish_it, seq, rid, epoch)
+        # Longest decoder (for the latency model's KV-skew term): heap of
+        # (-(length - iteration), seq, rid, epoch); lengths all grow by one per iteration.
+        self.len_heap: list[tuple[int, int, int, int]] = []
+        self.skew = (latency.skew_time if getattr(latency, "skew_alpha", 0.0) > 0
+                     and params.pp == 1 else None)
         # Current step.
         self.busy = False
         self.version = 0
@@ -252,7 +261,7 @@ class Instance:
             return False
         m = self._iters_done(now)
         free = self.total_blocks - self.used - self._new_blocks(min(m + 1, self.step_k))
-        return -(-c // self.bs) <= free
+        return -(-(need_tokens if p.reserve_full_prompt else c) // self.bs) <= free
 
     def _iters_done(self, now: float) -> int:
         """Iterations of the current stretch completed by ``now``."""
@@ -405,6 +414,8 @@ class Instance:
                 self.seq += 1
                 heapq.heappush(self.fin_heap,
                                (self.it + st.output[rid] - g, self.seq, rid, st.epoch[rid]))
+                if self.skew is not None:
+                    heapq.heappush(self.len_heap, (self.it - comp, self.seq, rid, st.epoch[rid]))
 
     def _finish(self, rid: int, now: float) -> None:
         st = self.st
@@ -490,7 +501,8 @@ class Instance:
             else:
                 break
             need = -(-c // self.bs)
-            if need > self.total_blocks - self.used - plan.need_dec:
+            fit = -(-need_tokens // self.bs) if p.reserve_full_prompt else need
+            if fit > self.total_blocks - self.used - plan.need_dec:
                 break  # stop at the first request that does not fit, as vLLM does
             heapq.heappop(w)
             self._admit_one(plan, rid, c, need, now)
@@ -542,7 +554,8 @@ class Instance:
             else:
                 continue
             need = -(-c // self.bs)
-            if need > self.total_blocks - self.used - plan.need_dec:
+            fit = -(-need_tokens // self.bs) if p.reserve_full_prompt else need
+            if fit > self.total_blocks - self.used - plan.need_dec:
                 continue
             admitted.add(rid)
             self._admit_one(plan, rid, c, need, now)
@@ -563,10 +576,13 @@ class Instance:
         """Start one iteration (with prefill chunks or after a preemption) or a decode stretch."""
         n = self.n_dec
         attended = self.K + n
+        skew = self._skew_time(n, attended) if self.skew is not None and n > 1 else 0.0
         if plan.chunks or plan.preempted:
             self.used += plan.need_dec  # a single iteration allocates its decode blocks now
             nseq = n + len(plan.chunks)
             a = self._iter_time(plan.ntok, nseq, plan.work, attended)
+            if not plan.chunks:
+                a += skew
             k, b = 1, 0.0
         else:
             # Pure decodes until the first finish or until memory runs out.
@@ -575,7 +591,8 @@ class Instance:
                 heapq.heappop(fh)  # stale: that request was preempted
             k = self._max_iters_fitting(self.total_blocks - self.used, fh[0][0] - self.it)
             kvc = self._kv_coef(n)
-            a = self._decode_a(n) + kvc * attended
+            # The skew term is constant over a stretch: every length grows by one per iteration.
+            a = self._decode_a(n) + kvc * attended + skew
             b = kvc * n
         self.step_k = k
         self.step_a = a
@@ -586,6 +603,13 @@ class Instance:
         self.step_t0 = now
         self.version += 1
         self.schedule(now + k * a + b * k * (k - 1) / 2, self.idx, self.version)
+
+    def _skew_time(self, n: int, attended: int) -> float:
+        """The latency model's extra for unequal decode lengths (its longest attended KV)."""
+        lh, st = self.len_heap, self.st
+        while lh[0][3] != st.epoch[lh[0][2]] or lh[0][2] not in self.phase:
+            heapq.heappop(lh)  # stale: finished or preempted
+        return self.skew(n, attended, self.it - lh[0][0] + 1)  # type: ignore[misc]
 
     def _check_invariants(self, ntok: int, chunks: list[tuple[int, int, int]],
                           need_dec: int) -> None:

@@ -76,8 +76,9 @@ def predict(bundle: Bundle | str | Path) -> Prediction:
     latency = table_latency(b.perf_dir(), spec, gpu, b.tp, ep=ep,
                             max_tokens=b.max_num_batched_tokens)
     blocks = kv_blocks(b)
+    # vLLM 0.19 defaults: chunked prefill, scheduler_reserve_full_isl.
     engine = EngineParams(b.max_num_seqs, b.max_num_batched_tokens, b.block_size, blocks,
-                          True, 1)
+                          True, 1, reserve_full_prompt=True)
     router = create("routing", "vllm_score")  # vLLM's DP balancer: 4 * waiting + running
     cluster: Any
     if b.expert_parallel and b.dp > 1:
