@@ -10,7 +10,8 @@ C. workload A with every output length doubled: the cost of a run must grow with
    tokens (target: under 20% more time).
 
 Reported: simulated requests per wall second of the event loop and of the whole process
-(``servoir simulate`` in a fresh interpreter, start-up and workload generation included).
+(``servoir simulate`` in a fresh interpreter, start-up and workload generation included); A and
+C are the best of three runs, so other load on the machine does not skew their ratio.
 Capacity for B is measured, not assumed: one instance is saturated (every request present at
 t = 0) and its completion rate between the 10th and 90th percentile finish is taken.
 """
@@ -62,17 +63,23 @@ def _whole_process(flags: dict[str, Any], overrides: list[str]) -> tuple[float, 
     return time.perf_counter() - t0, json.loads(proc.stdout)
 
 
-def _in_process(flags: dict[str, Any], overrides: list[str], double_output: bool = False
-                ) -> dict[str, Any]:
+def _in_process(flags: dict[str, Any], overrides: list[str], double_output: bool = False,
+                repeats: int = 1) -> dict[str, Any]:
+    """Best of ``repeats`` runs (the minimum is the least disturbed by other load)."""
     cfg = load_config(None, flags, overrides)
     w = build_workload(cfg)
     if double_output:
         w = replace(w, num_output_tokens=w.num_output_tokens * 2)
-    t0 = time.perf_counter()
-    res = run(cfg, workload=w, record_series=False)
-    return {"requests": len(w), "loop_s": res.meta["loop_wall_s"],
-            "run_s": time.perf_counter() - t0, "events": res.meta["sim_events"],
-            "iterations": res.meta["num_iterations"], "finished": int(res.finished.sum())}
+    best: dict[str, Any] = {}
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        res = run(cfg, workload=w, record_series=False)
+        row = {"requests": len(w), "loop_s": res.meta["loop_wall_s"],
+               "run_s": time.perf_counter() - t0, "events": res.meta["sim_events"],
+               "iterations": res.meta["num_iterations"], "finished": int(res.finished.sum())}
+        if not best or row["loop_s"] < best["loop_s"]:
+            best = row
+    return best
 
 
 def run_sim_bench(quick: bool = False, echo: Callable[[str], None] | None = print
@@ -82,8 +89,8 @@ def run_sim_bench(quick: bool = False, echo: Callable[[str], None] | None = prin
     rows = []
     n_a = 2000 if quick else 10_000
     fa = _flags_a(n_a)
-    a = _in_process(fa, WORKLOAD_A)
-    whole_s, head = _whole_process(fa, WORKLOAD_A)
+    a = _in_process(fa, WORKLOAD_A, repeats=3)
+    whole_s, head = min((_whole_process(fa, WORKLOAD_A) for _ in range(3)), key=lambda x: x[0])
     a.update(name="A: 70B A100 TP2xPP2, 10k Poisson", whole_process_s=whole_s,
              loop_rps=a["requests"] / a["loop_s"], whole_rps=a["requests"] / whole_s,
              ttft_p50_s=head["metrics"]["ttft_s"]["p50"],
@@ -91,12 +98,13 @@ def run_sim_bench(quick: bool = False, echo: Callable[[str], None] | None = prin
     rows.append(a)
     say(f"A  {a['requests']:,} req: loop {a['loop_s']:.2f} s ({a['loop_rps']:,.0f} req/s), "
         f"whole process {whole_s:.2f} s ({a['whole_rps']:,.0f} req/s)")
-    c = _in_process(fa, WORKLOAD_A, double_output=True)
+    c = _in_process(fa, WORKLOAD_A, double_output=True, repeats=3)
     c.update(name="C: A with outputs doubled", loop_rps=c["requests"] / c["loop_s"],
              time_ratio_vs_a=c["loop_s"] / a["loop_s"])
     rows.append(c)
     say(f"C  outputs x2: loop {c['loop_s']:.2f} s, ratio to A {c['time_ratio_vs_a']:.3f} "
-        f"(iterations {a['iterations']:,} -> {c['iterations']:,})")
+        f"(events {a['events']:,} -> {c['events']:,}; iterations {a['iterations']:,} -> "
+        f"{c['iterations']:,}; best of 3 each)")
     n_b, g_b = (100_000, 8) if quick else (1_000_000, 64)
     fb = {"hardware.model": "llama-3-8b", "hardware.gpu": "h100", "hardware.tp": 1}
     ob = ["workload.generator.kind=poisson", "workload.generator.lengths.kind=empirical",
