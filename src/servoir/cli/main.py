@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from servoir.errors import ServoirError
+from servoir.errors import InputError, ServoirError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Operations research for LLM serving: simulate, compare, size.")
@@ -291,6 +291,9 @@ def bound(
     from servoir.workload.readers import read_trace
 
     inst = UnitInstance.from_workload(read_trace(trace, seed=seed), memory)
+    if not time_limit > 0:
+        raise InputError(f"--time-limit must be > 0 seconds, got {time_limit}",
+                         field="time_limit")
     rep = compare_to_bound(inst, _split(policies), predictor=predictor, time_limit=time_limit,
                            seed=seed)
     keys = ("lower_bound_total_latency", "optimal", "solver_gap", "policies")
@@ -413,7 +416,6 @@ def bench_vidur(
     """Vidur vs servoir (engine.preset=vidur_v0), each as a whole process, on the same files:
     wall times, their ratio and the error of each median."""
     from servoir.cli.report import print_vidur
-    from servoir.errors import InputError
     from servoir.experiments.vidur import compare, find_vidur
 
     vidur = find_vidur(vidur_python, vidur_cache)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from servoir.config import load_config
+from servoir.errors import InputError
 from servoir.experiments.run import build_workload, run
 from servoir.results import RunResult
 
@@ -38,6 +39,8 @@ def compare_policies(
              "workload.num_requests": num_requests, "hardware.model": model,
              "hardware.gpu": gpu, "hardware.tp": tp, "cluster.instances": instances,
              "slo.ttft_s": slo_ttft, "slo.tpot_s": slo_tpot, "seed": seed}
+    if not routers or not schedulers:
+        raise InputError("give at least one router and one scheduler", field="routers")
     base = load_config(None, flags, overrides)
     workload = build_workload(base)
     combos = [(r, s) for s in schedulers for r in routers]

@@ -54,6 +54,8 @@ def plan_config(*, trace: str | None, rate: float, model: str, gpu: str, tp: int
     """
     if trace is None and prompt_mean is None:
         raise InputError("give --trace FILE or --prompt-mean (and --output-mean)")
+    if not (math.isfinite(rate) and rate > 0):
+        raise InputError(f"--rate must be a finite rate > 0, got {rate}", field="rate")
     if trace is not None and prompt_mean is not None:
         raise InputError("give either --trace or --prompt-mean, not both")
     flags: dict[str, Any] = {"workload.trace": trace, "workload.rate": rate,
@@ -117,6 +119,8 @@ def closed_form(cfg: SimConfig, w: Workload, slo_ttft: float | None = None,
     margin = 1.0 - lam_acc / (n * cap.mu_rps)
     out.update({
         "min_instances": n, "rate_rps": rate, "accepted_rate_rps": lam_acc,
+        # The mean-rate bound: below it, only the second-half slope test calls the run stable.
+        "mean_rate_instances": math.ceil(lam_acc / cap.mu_rps),
         **cap.summary(), "stability_margin": margin,
         "guaranteed_stable": bool(margin > cap.delta),
         "per_kv_gb_per_gpu_rps": cap.duals["per_kv_gb_per_gpu"] * n,
@@ -177,6 +181,9 @@ def plan(cfg: SimConfig, *, slo_ttft: float | None = None, slo_tpot: float | Non
          disagg: bool = False, verify: bool = False, link_gbps: float | None = None,
          workload: Workload | None = None) -> dict[str, Any]:
     """The planner behind ``servoir plan`` (see the module docstring); a JSON-ready dict."""
+    for name, slo in (("--slo-ttft-p99", slo_ttft), ("--slo-tpot-p99", slo_tpot)):
+        if slo is not None and not (math.isfinite(slo) and slo > 0):
+            raise InputError(f"{name} must be > 0 seconds, got {slo}", field=name)
     w = workload if workload is not None else build_workload(cfg)
     if len(w) < 2:
         raise InputError("the workload needs at least two requests", field="workload.trace")
@@ -258,6 +265,13 @@ def describe(out: dict[str, Any]) -> str:
         f"(guaranteed stable above delta = {100 * out['delta']:.2f}%: "
         f"{'yes' if out['guaranteed_stable'] else 'no'})",
     ]
+    if out["min_instances"] < out.get("mean_rate_instances", 0):
+        lines.append(f"note: below the mean-rate bound of {out['mean_rate_instances']} "
+                     "instances; stable only in the sense of the second-half queue-slope test "
+                     "(the trace's load is uneven)")
+    if out.get("slo_feasible") is False:
+        lines.append("warning: no instance count meets the SLOs in the closed form; the "
+                     "recommendation is for stability only (use --verify)")
     if out.get("predicted_p99"):
         p = out["predicted_p99"]
         lines.append(f"predicted p99: TTFT {p['ttft_p99_s']:.3f} s, TPOT {p['tpot_p99_s']:.4f} s")

@@ -67,6 +67,9 @@ def generate(cfg: GeneratorConfig, rate: float, num_requests: int, seed: int,
                          field="workload.generator.rates")
     # Rates are relative: scale them so the long-run mean rate is `rate`.
     mean = gen.mmpp_mean_rate(cfg.rates, cfg.sojourn_s)
+    if not mean > 0:
+        raise InputError(f"MMPP rates {list(cfg.rates)} give a mean rate of 0",
+                         field="workload.generator.rates")
     rates = [r * rate / mean for r in cfg.rates]
     return gen.mmpp(rates, cfg.sojourn_s, num_requests, lengths, rng)
 

@@ -176,7 +176,12 @@ def _skew_alpha(perf_dir: Path) -> float:
     if meta.exists():
         import yaml
 
-        cfg = yaml.safe_load(meta.read_text()) or {}
+        try:
+            cfg = yaml.safe_load(meta.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            raise InputError(f"invalid YAML: {getattr(e, 'problem', e)}", file=str(meta),
+                             line=mark.line + 1 if mark else None) from None
         if not (cfg.get("skew_fit") or {}).get("enabled", False):
             return 0.0
     path = perf_dir / "skew_fit.csv"

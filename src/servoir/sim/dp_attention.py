@@ -28,7 +28,6 @@ being its own iteration time (zero when it has nothing to run).
 
 from __future__ import annotations
 
-import heapq
 import math
 import time as _time
 from array import array
@@ -81,33 +80,10 @@ class _Rank(Instance):
             self.hold = False
 
     def _start_step(self, plan: Any, now: float) -> None:
-        # Instance._start_step without scheduling: the group sets the clock. The rank's own
-        # iteration j of this step takes step_a + step_b * j seconds.
-        n = self.n_dec
-        attended = self.K + n
-        skew = self._skew_time(n, attended) if self.skew is not None and n > 1 else 0.0
-        if plan.chunks or plan.preempted:
-            self.used += plan.need_dec
-            nseq = n + len(plan.chunks)
-            a = self._iter_time(plan.ntok, nseq, plan.work, attended)
-            if not plan.chunks:
-                a += skew
-            k, b = 1, 0.0
-        else:
-            fh, st = self.fin_heap, self.st
-            while fh[0][3] != st.epoch[fh[0][2]] or fh[0][2] not in self.phase:
-                heapq.heappop(fh)  # stale: that request was preempted
-            k = self._max_iters_fitting(self.total_blocks - self.used, fh[0][0] - self.it)
-            kvc = self._kv_coef(n)
-            a = self._decode_a(n) + kvc * attended + skew
-            b = kvc * n
-        self.step_k, self.step_a, self.step_b = k, a, b
-        self.step_stretch = not (plan.chunks or plan.preempted)
-        self.step_chunks = plan.chunks
-        self.busy = True
-        self.step_t0 = now
-        self.version += 1
-        self.load0 = attended  # decode KV tokens attended at the step's first iteration
+        # Instance._start_step; its ``schedule`` is a no-op here, the group sets the clock. The
+        # rank's own iteration j of this step takes step_a + step_b * j seconds.
+        super()._start_step(plan, now)
+        self.load0 = self.K + self.n_dec  # decode KV tokens attended at the first iteration
 
     def advance(self, k: int) -> None:
         """``k`` iterations of a decode stretch that goes on (no finish, no change)."""

@@ -89,17 +89,29 @@ def load_bundle(name_or_path: str | Path) -> Bundle:
     if hw not in GPUS:
         raise InputError(f"unknown hardware '{hw}'; known: {', '.join(GPUS)}", file=str(path))
     kv = meta.get("kv_cache") or {}
+
+    def num(d: dict[str, Any], key: str, default: float, kind: type = int) -> Any:
+        try:
+            return kind(d.get(key) or default)
+        except (TypeError, ValueError):
+            raise InputError(f"not a number: {d.get(key)!r}", file=str(meta_path),
+                             field=key) from None
+
+    workload = _read_schedule(path / "workload.csv")
+    if len(workload) == 0:
+        raise InputError("no requests in the arrival schedule", file=str(path / "workload.csv"))
+    blocks = kv.get("num_gpu_blocks")
     return Bundle(
         name=path.name, path=path, model=MODELS[hf_model], gpu=GPUS[hw],
-        tp=int(kw.get("tensor_parallel_size") or 1), dp=int(kw.get("data_parallel_size") or 1),
+        tp=num(kw, "tensor_parallel_size", 1), dp=num(kw, "data_parallel_size", 1),
         expert_parallel=bool(kw.get("enable_expert_parallel")),
-        max_num_seqs=int(kw.get("max_num_seqs") or 256),
-        max_num_batched_tokens=int(kw.get("max_num_batched_tokens") or 8192),
-        block_size=int(kv.get("block_size") or 16),
-        gpu_memory_utilization=float(kv.get("gpu_memory_utilization")
-                                     or VLLM_DEFAULT_MEMORY_UTILIZATION),
-        num_gpu_blocks=kv.get("num_gpu_blocks"),
-        workload=_read_schedule(path / "workload.csv"),
+        max_num_seqs=num(kw, "max_num_seqs", 256),
+        max_num_batched_tokens=num(kw, "max_num_batched_tokens", 8192),
+        block_size=num(kv, "block_size", 16),
+        gpu_memory_utilization=num(kv, "gpu_memory_utilization",
+                                   VLLM_DEFAULT_MEMORY_UTILIZATION, float),
+        num_gpu_blocks=None if blocks is None else num(kv, "num_gpu_blocks", 0),
+        workload=workload,
     )
 
 
@@ -132,7 +144,13 @@ def measured_metrics(bundle: Bundle) -> dict[str, np.ndarray]:
     """Per-request TTFT, TPOT and E2E of the real run (LLMServingSim's definitions: TTFT and E2E
     from ``queued_ts``, TPOT = decode time / (output - 1)). For the comparison only."""
     path = bundle.path / "vllm" / "requests.jsonl"
-    recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    recs = []
+    for i, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.strip():
+            try:
+                recs.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise InputError(f"invalid JSON: {e.msg}", file=str(path), line=i) from None
     q = np.array([r["queued_ts"] for r in recs])
     first = np.array([r["first_token_ts"] for r in recs])
     last = np.array([r["last_token_ts"] for r in recs])

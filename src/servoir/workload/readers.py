@@ -466,7 +466,11 @@ def read_trace(path_or_builtin_name: str | Path, *, seed: int = 0,
     path = _resolve(path_or_builtin_name)
     is_json = path.suffix.lower() in (".jsonl", ".ndjson", ".json") or (
         path.suffix.lower() != ".csv" and _first_char(path) == "{")
-    t = _read_jsonl(path) if is_json else _read_csv(path)
+    try:
+        t = _read_jsonl(path) if is_json else _read_csv(path)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start}): a trace must be CSV or JSONL",
+                         file=str(path)) from None
     cols = _BUILDERS[t.fmt](t)
     meta: dict[str, object] = {"format": t.fmt, "has_arrivals": True, **cols.pop("meta", {})}
     if isinstance(path_or_builtin_name, str) and path_or_builtin_name in BUILTIN_TRACES:

@@ -272,8 +272,12 @@ class BfIo(ParamsMixin):
     ``stats_`` and ``servoir bench routing``).
     """
 
+    # Not deterministic: the solver stops at a wall-clock limit, and the incumbent it has then
+    # depends on the machine's speed and load (with a limit the solve never reaches, the same
+    # inputs give the same decisions).
     info: ClassVar[PolicyInfo] = PolicyInfo(
         "bf_io", "routing", guarantees=("in_range", "ip_optimal_small", "no_worse_than_greedy"),
+        deterministic=False,
         reference="Chen, Bu, Song, Lu, Ye, Zhou 2026, A Universal Load Balancing Principle "
                   "(arXiv 2601.17855)")
     late_binding: ClassVar[bool] = True
