@@ -23,13 +23,12 @@ model (``tests/unit/bounds``: a hypothesis property test).
 from __future__ import annotations
 
 import math
-import os
-import sys
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from servoir.highs import quiet_highs
 from servoir.sim.unit_time import UnitInstance
 
 
@@ -86,19 +85,7 @@ def build_model(inst: UnitInstance, upper: float | None = None) -> dict[str, Any
 
 
 def _highs() -> Any:
-    import highspy
-
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 1)
-            h = highspy.Highs()
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-    h.setOptionValue("output_flag", False)
-    return h
+    return quiet_highs()
 
 
 def _solve(m: dict[str, Any], integer: bool, time_limit: float) -> tuple[float, float, bool]:

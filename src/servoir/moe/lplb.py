@@ -23,8 +23,6 @@ scaling, :mod:`servoir.moe.ipm`).
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -32,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from servoir.errors import InputError
+from servoir.highs import quiet_highs
 from servoir.moe import eplb, lp_fast
 from servoir.moe.ipm import affine_scaling
 from servoir.moe.topology import check_topology, replica_graph
@@ -170,24 +169,9 @@ class Solution:
 
 @lru_cache(maxsize=1)
 def _highs() -> Any:
-    """One reusable HiGHS instance; its once-per-process banner is kept off stdout (--json)."""
-    import highspy
-
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 1)
-            h = highspy.Highs()
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("solver", "simplex")
-    h.setOptionValue("primal_feasibility_tolerance", 1e-10)
-    h.setOptionValue("dual_feasibility_tolerance", 1e-10)
-    h.setOptionValue("ipm_optimality_tolerance", 1e-10)
-    return h
+    """One reusable quiet HiGHS instance (simplex, tolerances 1e-10: the reference)."""
+    return quiet_highs(solver="simplex", primal_feasibility_tolerance=1e-10,
+                       dual_feasibility_tolerance=1e-10, ipm_optimality_tolerance=1e-10)
 
 
 def solve_highs(lp: LinearProgram, index: int = 0) -> tuple[float, np.ndarray]:

@@ -21,8 +21,6 @@ always exists; on time-out the incumbent, never worse than the warm start, is us
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from servoir.highs import quiet_highs
 from servoir.policies.base import ParamsMixin, PolicyInfo
 from servoir.policies.routing.bf_io_greedy import greedy_assign, predicted_load, spread_cap
 from servoir.policies.routing.rank_table import rank_loads
@@ -41,23 +40,8 @@ from servoir.views import ReplicaTable, RequestView
 
 @lru_cache(maxsize=1)
 def _highs() -> Any:
-    """One reusable HiGHS instance, its once-per-process banner kept off stdout (``--json``)."""
-    import highspy  # deferred: only BF-IO's program needs it
-
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 1)
-            h = highspy.Highs()
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", 1)
-    h.setOptionValue("mip_rel_gap", 0.0)
-    h.setOptionValue("mip_abs_gap", 1e-3)
-    return h
+    """One reusable quiet HiGHS instance for BF-IO's program."""
+    return quiet_highs(threads=1, mip_rel_gap=0.0, mip_abs_gap=1e-3)
 
 
 def idle_objective(assign: np.ndarray, sizes: np.ndarray, load: np.ndarray, drift: np.ndarray,
