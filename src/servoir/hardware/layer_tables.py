@@ -19,8 +19,9 @@ is slower there); the per-token part joins ``token_time``.
 The per-sequence ops are fitted as ``overhead + a * S``.
 
 Communication not in the tables (they profile one GPU with TP-sharded shapes): two ring
-all-reduces per layer for TP > 1, and for expert parallelism a dispatch and a combine of the
-tokens' activations, each ``latency + bytes / bandwidth`` on the GPU's interconnect.
+all-reduces per layer for TP > 1, and for expert parallelism an all-gather (dispatch) and a
+reduce-scatter (combine) of the step's hidden states across the ranks, each
+``latency + bytes / bandwidth`` on the GPU's interconnect.
 Inputs are the tables and the hardware spec only; no measured request timing.
 """
 
@@ -129,7 +130,12 @@ def fit_layer_tables(perf_dir: Path, spec: ModelSpec, gpu: GpuSpec, tp: int, ep:
     layer = sum(_op_curve(dense, op, k) for op in ops)
     if spec.is_moe:
         layer = layer + _moe_curve(_read(perf_dir / "moe.csv"), spec, k, ep)
-        layer = layer + 2 * _collective_us(k * spec.hidden_size * 2 * (ep - 1) / ep, gpu, ep)
+        # vLLM's default expert-parallel exchange without DeepEP: all-gather the step's hidden
+        # states across the ranks (dispatch) and reduce-scatter the outputs (combine); each
+        # rank receives the other ranks' tokens, (ep - 1) * T * hidden * 2 bytes, per phase.
+        layer = layer + 2 * (gpu.collective_latency_s
+                             + (ep - 1) * k * spec.hidden_size * 2
+                             / gpu.interconnect_bytes_per_s) / US
     else:
         layer = layer + sum(_op_curve(dense, op, k) for op in ("gate_up_proj", "act_fn",
                                                                    "down_proj"))
