@@ -490,22 +490,32 @@ class Instance:
 
     def _admit(self, plan: _Plan, now: float) -> None:
         """Admit waiting requests in rank order while cap, budget and blocks allow."""
-        p, st, w = self.p, self.st, self.waiting
+        p, w = self.p, self.waiting
         while w and plan.budget > 0 and len(self.running) < p.max_num_seqs:
             rid = w[0][2]
-            need_tokens = st.prompt[rid] + st.gen[rid]
-            if p.enable_chunked_prefill:
-                c = min(need_tokens, plan.budget)
-            elif need_tokens <= plan.budget:
-                c = need_tokens
-            else:
-                break
-            need = -(-c // self.bs)
-            fit = -(-need_tokens // self.bs) if p.reserve_full_prompt else need
-            if fit > self.total_blocks - self.used - plan.need_dec:
+            first = self._first_chunk(rid, plan)
+            if first is None:
                 break  # stop at the first request that does not fit, as vLLM does
             heapq.heappop(w)
-            self._admit_one(plan, rid, c, need, now)
+            self._admit_one(plan, rid, *first, now)
+
+    def _first_chunk(self, rid: int, plan: _Plan) -> tuple[int, int] | None:
+        """(tokens, blocks) of ``rid``'s first chunk if it can be admitted now, else None:
+        the chunk must fit the budget (whole, without chunked prefill) and its blocks (with
+        ``reserve_full_prompt``: the whole prompt's) the free blocks."""
+        p, st = self.p, self.st
+        need_tokens = st.prompt[rid] + st.gen[rid]
+        if p.enable_chunked_prefill:
+            c = min(need_tokens, plan.budget)
+        elif need_tokens <= plan.budget:
+            c = need_tokens
+        else:
+            return None
+        need = -(-c // self.bs)
+        fit = -(-need_tokens // self.bs) if p.reserve_full_prompt else need
+        if fit > self.total_blocks - self.used - plan.need_dec:
+            return None
+        return c, need
 
     def _admit_one(self, plan: _Plan, rid: int, c: int, need: int, now: float) -> None:
         st = self.st
@@ -535,7 +545,7 @@ class Instance:
     def _admit_selected(self, plan: _Plan, now: float) -> None:
         """Admit the policy's choice, in its order, while cap and budget allow; a request whose
         first chunk does not fit in the free blocks now is skipped."""
-        p, st = self.p, self.st
+        p = self.p
         if not self.waiting or plan.budget <= 0 or len(self.running) >= p.max_num_seqs:
             return
         view = self.batch_view(now)
@@ -546,19 +556,11 @@ class Instance:
             if plan.budget <= 0 or len(self.running) >= p.max_num_seqs:
                 break
             rid = int(view.wait_ids[i])
-            need_tokens = st.prompt[rid] + st.gen[rid]
-            if p.enable_chunked_prefill:
-                c = min(need_tokens, plan.budget)
-            elif need_tokens <= plan.budget:
-                c = need_tokens
-            else:
-                continue
-            need = -(-c // self.bs)
-            fit = -(-need_tokens // self.bs) if p.reserve_full_prompt else need
-            if fit > self.total_blocks - self.used - plan.need_dec:
+            first = self._first_chunk(rid, plan)
+            if first is None:
                 continue
             admitted.add(rid)
-            self._admit_one(plan, rid, c, need, now)
+            self._admit_one(plan, rid, *first, now)
         if admitted:
             self.waiting = [e for e in self.waiting if e[2] not in admitted]
             heapq.heapify(self.waiting)
