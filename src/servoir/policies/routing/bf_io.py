@@ -31,9 +31,13 @@ import numpy as np
 
 from servoir.highs import quiet_highs
 from servoir.policies.base import ParamsMixin, PolicyInfo
-from servoir.policies.routing.bf_io_greedy import greedy_assign, predicted_load, spread_cap
+from servoir.policies.routing.bf_io_greedy import (
+    greedy_assign,
+    predicted_load,
+    route_least_predicted,
+    spread_cap,
+)
 from servoir.policies.routing.rank_table import rank_loads
-from servoir.policies.routing.ties import pick_min
 from servoir.registry import register
 from servoir.views import ReplicaTable, RequestView
 
@@ -284,11 +288,7 @@ class BfIo(ParamsMixin):
 
     def route(self, request: RequestView, replicas: ReplicaTable) -> int:
         """The rank of least predicted load among those with a free slot."""
-        load, drift, free, _, _ = rank_loads(replicas)
-        pred = predicted_load(load, drift, self.horizon)
-        if free.max() > 0:
-            pred = np.where(free > 0, pred, np.inf)
-        return pick_min(self, pred)
+        return route_least_predicted(self, replicas, self.horizon)
 
     def assign(self, requests: Sequence[RequestView], replicas: ReplicaTable) -> list[int]:
         """Rank for each waiting request (oldest first), ``-1`` to keep it waiting."""

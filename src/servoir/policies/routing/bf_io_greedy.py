@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -104,6 +104,16 @@ def greedy_assign(sizes: np.ndarray, load: np.ndarray, drift: np.ndarray, free: 
     return out
 
 
+def route_least_predicted(policy: Any, replicas: ReplicaTable, horizon: int) -> int:
+    """Per-request fallback of the BF-IO forms: the rank of least load predicted ``horizon``
+    steps ahead among ranks with a free slot (ties in rotation, ``policy.turn_``)."""
+    load, drift, free, _, _ = rank_loads(replicas)
+    pred = predicted_load(load, drift, horizon)
+    if free.max() > 0:
+        pred = np.where(free > 0, pred, np.inf)
+    return pick_min(policy, pred)
+
+
 @register
 @dataclass(kw_only=True, repr=False)
 class BfIoGreedy(ParamsMixin):
@@ -153,11 +163,7 @@ class BfIoGreedy(ParamsMixin):
 
     def route(self, request: RequestView, replicas: ReplicaTable) -> int:
         """The rank of least predicted load among those with a free slot."""
-        load, drift, free, _, _ = rank_loads(replicas)
-        pred = predicted_load(load, drift, self.horizon)
-        if free.max() > 0:
-            pred = np.where(free > 0, pred, np.inf)
-        return pick_min(self, pred)
+        return route_least_predicted(self, replicas, self.horizon)
 
     def assign(self, requests: Sequence[RequestView], replicas: ReplicaTable) -> list[int]:
         """Rank for each waiting request (oldest first), ``-1`` to keep it waiting."""
