@@ -164,7 +164,7 @@ def compare(
     gpu: Annotated[str, Opt(help="GPU name.")] = "a100",
     tp: Annotated[int, Opt(help="Tensor-parallel degree.")] = 1,
     instances: Annotated[int, Opt(help="Number of instances.")] = 4,
-    routers: Annotated[str, Opt(help="Comma-separated routers.")] = "round_robin,jsq,least_outstanding_tokens,power_of_two",
+    routers: Annotated[str, Opt(help="Comma-separated routers.")] = "round_robin,jsq,least_outstanding_tokens,vllm_score,power_of_two",
     schedulers: Annotated[str, Opt(help="Comma-separated schedulers.")] = "fcfs",
     slo_ttft: Annotated[float, Opt(help="TTFT SLO (s).")] = 1.0,
     slo_tpot: Annotated[float, Opt(help="TPOT SLO (s).")] = 0.1,

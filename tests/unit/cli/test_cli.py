@@ -341,7 +341,7 @@ def test_compare_writes_files_and_json_rows(tmp_path: Path) -> None:
     res = invoke("compare", "--num-requests", 400, "--out", out, "--json")
     assert res.exit_code == 0, res.stderr
     rows = json.loads(res.stdout)
-    routers = ["round_robin", "jsq", "least_outstanding_tokens", "power_of_two"]
+    routers = ["round_robin", "jsq", "least_outstanding_tokens", "vllm_score", "power_of_two"]
     assert [r["router"] for r in rows] == routers  # the baseline first
     for r in rows:
         assert r["scheduler"] == "fcfs"
