@@ -261,7 +261,21 @@ class TableLatency:
         self._layers = layers
         self._head = head
         self._p_axes, self._p_us = p_axes, p_us
-        self._d_axes, self._d_us = d_axes, d_us
+        self._d_axes, self._d_us = d_axes, d_us  # per chunk size: [(pc, axes, grid)]
+
+    def _decode_extra(self, pc: float, nd: int, kd: float) -> float:
+        """The decodes' extra in a mixed step, linear between the profiled chunk sizes."""
+        tables = self._d_us
+        pcs = self._d_axes
+        if pc <= pcs[0]:
+            return _bilinear(tables[0][0], tables[0][1], nd, kd)
+        if pc >= pcs[-1]:
+            return _bilinear(tables[-1][0], tables[-1][1], nd, kd)
+        i = int(np.searchsorted(pcs, pc, side="right")) - 1
+        f = (pc - pcs[i]) / (pcs[i + 1] - pcs[i])
+        lo = _bilinear(tables[i][0], tables[i][1], nd, kd)
+        hi = _bilinear(tables[i + 1][0], tables[i + 1][1], nd, kd)
+        return (1 - f) * lo + f * hi
 
     def token_time(self, num_tokens: int) -> float:
         """Token-parallel time of the base model."""
@@ -281,7 +295,7 @@ class TableLatency:
         kp = max((prefill_attn_work - pc * (pc + 1) / 2) / pc, 0.0)
         attn = _bilinear(self._p_axes, self._p_us, pc, kp)
         if nd > 0:
-            attn += _bilinear(self._d_axes, self._d_us, nd, decode_kv_tokens / nd)
+            attn += self._decode_extra(pc, nd, decode_kv_tokens / nd)
         dense = float(np.interp(num_tokens, self._dense_knots, self._dense_us))
         if num_tokens > self._dense_knots[-1]:  # extend the last segment
             k, u = self._dense_knots, self._dense_us
@@ -335,9 +349,17 @@ def table_latency(perf_dir: Path, spec: ModelSpec, gpu: GpuSpec, tp: int, ep: in
     p_axes, p_us = _grid(pc[pre], kp[pre], t[pre])
     # Decode extra inside mixed batches: t(pc, 0, nd, kd) - P(pc, 0), averaged over chunk sizes
     # a step typically carries (a quarter of the budget and up).
-    mix = (pc >= max(16, max_tokens // 8)) & (kp == 0) & (nd > 0) & (kd > 0)
+    # Decode extra inside mixed batches, t(pc, 0, nd, kd) - P(pc, 0), one (nd, kd) grid per
+    # profiled chunk size (interpolated linearly in the chunk size).
+    mix = (pc >= 16) & (kp == 0) & (nd > 0) & (kd > 0)
     extra = t[mix] - np.array([_bilinear(p_axes, p_us, c, 0.0) for c in pc[mix]])
-    d_axes, d_us = _grid(nd[mix], kd[mix], extra)
+    d_pcs, d_tables = [], []
+    for c in np.unique(pc[mix]):
+        m = pc[mix] == c
+        if len(np.unique(nd[mix][m])) > 1 and len(np.unique(kd[mix][m])) > 1:
+            d_pcs.append(float(c))
+            d_tables.append(_grid(nd[mix][m], kd[mix][m], extra[m]))
+    d_axes, d_us = np.array(d_pcs), d_tables
     # Token-parallel (dense) time without the attention's per-token term.
     knots = np.array(base.token_knots, dtype=np.float64)
     attn_per_token = base.fit["attention_per_token_us"]
