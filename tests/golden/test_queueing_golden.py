@@ -68,4 +68,4 @@ def test_mg1_heavy_load_slow() -> None:
     outputs = lambda rng, n: rng.integers(1, 16, n)  # noqa: E731
     o = np.arange(1, 16)
     expected = mg1_wait_pk(rate, STEP_S * o.mean(), (STEP_S**2) * (o**2).mean())
-    _assert_golden(_replications(rate, outputs, 200_000, 12), expected, 0.05)
+    _assert_golden(_replications(rate, outputs, 200_000, 30), expected, 0.05)
