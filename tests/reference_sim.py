@@ -114,6 +114,33 @@ def reference_run(arrival, prompt, output, *, lat, max_num_seqs, max_num_batched
         def dec_need():
             return sum(cdiv(computed[r] + 1, bs) - held[r] for r in running if is_dec(r))
 
+        # The two helpers below are defined and called within one iteration, so they see this
+        # iteration's ``used``, ``t``, ``exclude`` and ``chunks`` (B023 does not apply).
+        def first_chunk(r, budget):
+            """(tokens, blocks) of r's first chunk if it can be admitted now, else None."""
+            need_tokens = prompt[r] + gen[r]
+            if enable_chunked_prefill:
+                c = min(need_tokens, budget)
+            elif need_tokens <= budget:
+                c = need_tokens
+            else:
+                return None
+            need = cdiv(c, bs)
+            fit = cdiv(need_tokens, bs) if reserve_full_prompt else need
+            return None if fit > num_blocks - used - dec_need() else (c, need)  # noqa: B023
+
+        def admit(r, c, need):
+            nonlocal seq, used, budget
+            seq += 1
+            running[r] = seq
+            if math.isnan(first_sched[r]):
+                first_sched[r] = t  # noqa: B023
+            exclude.add(r)  # noqa: B023
+            held[r] = need
+            used += need
+            chunks.append((r, c))  # noqa: B023
+            budget -= c
+
         while any(is_dec(r) for r in running) and dec_need() > num_blocks - used:
             preempt(victim(exclude))
             preempted = True
@@ -158,53 +185,21 @@ def reference_run(arrival, prompt, output, *, lat, max_num_seqs, max_num_batched
                     if budget <= 0 or len(running) >= max_num_seqs:
                         break
                     r = int(view.wait_ids[i])
-                    need_tokens = prompt[r] + gen[r]
-                    if enable_chunked_prefill:
-                        c = min(need_tokens, budget)
-                    elif need_tokens <= budget:
-                        c = need_tokens
-                    else:
-                        continue
-                    need = cdiv(c, bs)
-                    fit = cdiv(need_tokens, bs) if reserve_full_prompt else need
-                    if fit > num_blocks - used - dec_need():
+                    first = first_chunk(r, budget)
+                    if first is None:
                         continue
                     admitted.add(r)
-                    seq += 1
-                    running[r] = seq
-                    if math.isnan(first_sched[r]):
-                        first_sched[r] = t
-                    exclude.add(r)
-                    held[r] = need
-                    used += need
-                    chunks.append((r, c))
-                    budget -= c
+                    admit(r, *first)
                 waiting = [e for e in waiting if e[2] not in admitted]
                 heapq.heapify(waiting)
         elif not preempted:
             while waiting and budget > 0 and len(running) < max_num_seqs:
                 r = waiting[0][2]
-                need_tokens = prompt[r] + gen[r]
-                if enable_chunked_prefill:
-                    c = min(need_tokens, budget)
-                elif need_tokens <= budget:
-                    c = need_tokens
-                else:
-                    break
-                need = cdiv(c, bs)
-                fit = cdiv(need_tokens, bs) if reserve_full_prompt else need
-                if fit > num_blocks - used - dec_need():
+                first = first_chunk(r, budget)
+                if first is None:
                     break
                 heapq.heappop(waiting)
-                seq += 1
-                running[r] = seq
-                if math.isnan(first_sched[r]):
-                    first_sched[r] = t
-                exclude.add(r)
-                held[r] = need
-                used += need
-                chunks.append((r, c))
-                budget -= c
+                admit(r, *first)
         if not chunks and not decs:
             if nxt >= n:
                 break

@@ -194,6 +194,13 @@ class LookaheadScheduler(ParamsMixin):
         """Admission keys of the waiting requests (smaller first)."""
         return est
 
+    def running_peak(self, view: BatchView) -> FuturePeak:
+        """The running batch's predicted memory profile: each request holds its length (rounded
+        up to whole blocks) and grows until its estimated finish."""
+        est_run = self.estimates(view.run_predicted, view.run_done)
+        return FuturePeak(view.run_length + view.block_size - 1,
+                          np.maximum(est_run - view.run_done, 1.0), view.capacity_tokens)
+
     def victim_keys(self, view: BatchView, est: np.ndarray) -> np.ndarray:
         """Preemption keys of the running requests (larger first; ties: latest admitted)."""
         return est
@@ -204,9 +211,7 @@ class LookaheadScheduler(ParamsMixin):
         if nw == 0:
             return []
         slack = view.block_size - 1
-        est_run = self.estimates(view.run_predicted, view.run_done)
-        peak = FuturePeak(view.run_length + slack,
-                          np.maximum(est_run - view.run_done, 1.0), view.capacity_tokens)
+        peak = self.running_peak(view)
         est = self.estimates(view.wait_predicted, view.wait_seen)
         keys = self.keys(view, est)
         order = np.lexsort((view.wait_ids, view.wait_arrival, keys))

@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from servoir.policies.base import PolicyInfo
-from servoir.policies.scheduling.lookahead import BatchView, FuturePeak, LookaheadScheduler
+from servoir.policies.scheduling.lookahead import BatchView, LookaheadScheduler
 from servoir.registry import register
 
 
@@ -56,9 +56,7 @@ class SortedF(LookaheadScheduler):
         if len(view.wait_ids) == 0:
             return []
         slack = view.block_size - 1
-        est_run = self.estimates(view.run_predicted, view.run_done)
-        peak = FuturePeak(view.run_length + slack,
-                          np.maximum(est_run - view.run_done, 1.0), view.capacity_tokens)
+        peak = self.running_peak(view)
         est = self.estimates(view.wait_predicted, view.wait_seen)
         order = np.lexsort((view.wait_ids, view.wait_arrival, est)).tolist()
         rem = np.maximum(est - view.wait_done, 1.0)

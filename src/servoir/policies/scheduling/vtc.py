@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from servoir.policies.base import PolicyInfo
-from servoir.policies.scheduling.lookahead import BatchView, FuturePeak, LookaheadScheduler
+from servoir.policies.scheduling.lookahead import BatchView, LookaheadScheduler
 from servoir.registry import register
 from servoir.views import RequestView
 
@@ -127,9 +127,7 @@ class VTC(LookaheadScheduler):
         if not per:
             return []
         slack = view.block_size - 1
-        est_run = self.estimates(view.run_predicted, view.run_done)
-        peak = FuturePeak(view.run_length + slack,
-                          np.maximum(est_run - view.run_done, 1.0), view.capacity_tokens)
+        peak = self.running_peak(view)
         est = self.estimates(view.wait_predicted, view.wait_seen)
         local = {f: self.counters_.get(f, 0.0) for f in per}
         heads = {f: 0 for f in per}
