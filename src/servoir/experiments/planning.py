@@ -199,6 +199,11 @@ def plan(cfg: SimConfig, *, slo_ttft: float | None = None, slo_tpot: float | Non
     if disagg:
         out.update(plan_disaggregated(cfg, w, out["min_instances"], slo_ttft=slo_ttft,
                                       slo_tpot=slo_tpot, link_gbps=link_gbps))
+        if verify and out["prefill_instances"] is not None:
+            out.update(verify_disaggregated(cfg, w, (out["prefill_instances"],
+                                                     out["decode_instances"]),
+                                            slo_ttft=slo_ttft, slo_tpot=slo_tpot,
+                                            link_gbps=link_gbps))
     return out
 
 
@@ -247,6 +252,140 @@ def plan_disaggregated(cfg: SimConfig, w: Workload, colocated: int, *,
     return out
 
 
+def _pd_config(cfg: SimConfig, n_p: int, n_d: int, link_gbps: float | None) -> SimConfig:
+    upd: dict[str, Any] = {"mode": "pd", "instances": n_p + n_d, "prefill_instances": n_p}
+    if link_gbps is not None:
+        upd["link_gb_per_s"] = link_gbps
+    return cfg.model_copy(update={"cluster": cfg.cluster.model_copy(update=upd)})
+
+
+def _slope(grid: np.ndarray, series: np.ndarray) -> float:
+    x = grid - grid.mean()
+    return float((x * (series - series.mean())).sum() / (x * x).sum())
+
+
+def sim_check_pd(cfg: SimConfig, w: Workload, n_p: int, n_d: int,
+                 slo_ttft: float | None = None, slo_tpot: float | None = None,
+                 link_gbps: float | None = None, num_points: int = 1000) -> dict[str, Any]:
+    """Simulate ``n_p`` prefill and ``n_d`` decode instances (``cluster.mode=pd``) on ``w``.
+
+    Stable as in :func:`sim_check`, counting as waiting every request queued anywhere: in a
+    prefill instance's queue, behind its KV transfer (the link is served FIFO) or in a decode
+    instance's queue. Each part's slope over the second half of the arrival window is reported
+    (``prefill_slope_per_s``, ``transfer_slope_per_s``, ``decode_slope_per_s``) so a failing
+    split says which pool to grow; ``queue_slope_per_s`` is their sum.
+    """
+    res = run(_pd_config(cfg, n_p, n_d, link_gbps), workload=w)
+    h = res.headline()
+    r = res.requests
+    rate = w.mean_rate if len(w) > 1 else float(cfg.workload.rate or 1.0)
+    arr = r["arrival_at"]
+    t0, t1 = float(arr.min()), float(arr.max())
+    grid = np.linspace(t0 + (t1 - t0) / 2, t1, num_points)
+    pools = []
+    for part in (res.series[:n_p], res.series[n_p:]):
+        tot = np.zeros(num_points)
+        for s in part:
+            if len(s.time_at):
+                idx = np.searchsorted(s.time_at, grid, side="right") - 1
+                tot += np.where(idx >= 0, s.num_waiting[np.maximum(idx, 0)], 0)
+        pools.append(tot)
+    # In transfer: first token sampled, KV not yet on a decode instance (NaN: still queued).
+    multi = r["num_output_tokens"] > 1
+    first = r["first_token_at"][multi]
+    first = first[~np.isnan(first)]
+    kv = r["kv_arrived_at"][multi]
+    kv = np.sort(np.where(np.isnan(kv), np.inf, kv))
+    moving = (np.searchsorted(np.sort(first), grid, side="right")
+              - np.searchsorted(kv, grid, side="right"))
+    sp, sd, sx = _slope(grid, pools[0]), _slope(grid, pools[1]), _slope(grid, moving)
+    slope = sp + sd + sx
+    ttft, tpot = h["metrics"]["ttft_s"]["p99"], h["metrics"]["tpot_s"]["p99"]
+    tol = STABLE_SLOPE_FRAC * rate
+    stable = slope < tol
+    ttft_ok = slo_ttft is None or (ttft is not None and ttft <= slo_ttft)
+    tpot_ok = slo_tpot is None or tpot is None or tpot <= slo_tpot
+    ok = stable and ttft_ok and tpot_ok and h["num_unfinished"] == 0
+    return {"prefill_instances": n_p, "decode_instances": n_d, "queue_slope_per_s": slope,
+            "prefill_slope_per_s": sp, "transfer_slope_per_s": sx, "decode_slope_per_s": sd,
+            "ttft_p99_s": ttft, "tpot_p99_s": tpot, "throughput_rps": h["throughput_rps"],
+            "stable": bool(stable), "slo_ok": bool(ttft_ok and tpot_ok),
+            # Which pool to grow when the split fails.
+            "grow_prefill": bool(sp + sx >= tol / 2 or not ttft_ok),
+            "grow_decode": bool(sd >= tol / 2 or not tpot_ok),
+            "ok": bool(ok)}
+
+
+def verify_split(check: Callable[[int, int], dict[str, Any]], start: tuple[int, int],
+                 max_instances: int = MAX_INSTANCES, exhaustive_below: int = 16,
+                 ) -> tuple[tuple[int, int], list[dict[str, Any]]]:
+    """Smallest verified P:D split, searched from ``start`` with the simulator.
+
+    1. While ``start`` fails, grow the pool(s) the run flags (``grow_prefill``,
+       ``grow_decode``; both when neither is flagged) by a step that doubles each time.
+    2. Bisect each pool down with the other fixed (prefill first, then decode): the result
+       ``(p, d)`` passes while ``(p - 1, d)`` and ``(p, d - 1)`` fail (both simulated; checks
+       are assumed monotone in each pool).
+    3. When ``p + d <= exhaustive_below``, every split of ``p + d - 1`` instances is simulated;
+       if one passes, the search restarts from it, so the answer has the smallest total.
+    """
+    runs: dict[tuple[int, int], dict[str, Any]] = {}
+
+    def ok(p: int, d: int) -> bool:
+        if (p, d) not in runs:
+            runs[(p, d)] = check(p, d)
+        return bool(runs[(p, d)]["ok"])
+
+    def smallest(lo: int, hi: int, good: Callable[[int], bool]) -> int:
+        # good(hi) holds; smallest k in [lo, hi] with good(k), bisection.
+        lo -= 1
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if good(mid) else (mid, hi)
+        return hi
+
+    p, d = max(1, start[0]), max(1, start[1])
+    step = 1
+    while not ok(p, d):
+        r = runs[(p, d)]
+        gp, gd = r["grow_prefill"], r["grow_decode"]
+        if not (gp or gd):
+            gp = gd = True
+        p, d = p + step * gp, d + step * gd
+        step *= 2
+        if p + d > max_instances:
+            raise InputError(f"no P:D split up to {max_instances} instances passes")
+    while True:
+        p = smallest(1, p, lambda k, d=d: ok(k, d))
+        d = smallest(1, d, lambda k, p=p: ok(p, k))
+        for q, e in ((p - 1, d), (p, d - 1)):
+            if q >= 1 and e >= 1:
+                ok(q, e)  # the neighbours, simulated for the report
+        n = p + d
+        better = None
+        if n <= exhaustive_below:
+            for q in range(1, n - 1):
+                if ok(q, n - 1 - q):
+                    better = (q, n - 1 - q)
+                    break
+        if better is None:
+            return (p, d), [runs[k] for k in sorted(runs)]
+        p, d = better
+
+
+def verify_disaggregated(cfg: SimConfig, w: Workload, start: tuple[int, int], *,
+                         slo_ttft: float | None = None, slo_tpot: float | None = None,
+                         link_gbps: float | None = None) -> dict[str, Any]:
+    """``--disagg --verify``: the smallest split the PD simulator finds stable and
+    SLO-compliant (:func:`verify_split` from the fluid split ``start``)."""
+    (n_p, n_d), runs = verify_split(
+        lambda p, d: sim_check_pd(cfg, w, p, d, slo_ttft, slo_tpot, link_gbps), start)
+    return {"fluid_prefill_instances": start[0], "fluid_decode_instances": start[1],
+            "prefill_instances": n_p, "decode_instances": n_d,
+            "disaggregated_instances": n_p + n_d,
+            "verify_disagg": {"verified": True, "runs": runs}}
+
+
 def describe(out: dict[str, Any]) -> str:
     """The terminal report of :func:`plan`."""
     d = out["duals"]
@@ -280,9 +419,21 @@ def describe(out: dict[str, Any]) -> str:
                      f"p99 TTFT {r['ttft_p99_s']}, TPOT {r['tpot_p99_s']} -> "
                      f"{'ok' if r['ok'] else 'fails'}")
     if "prefill_instances" in out:
+        vd = "verify_disagg" in out
         lines.append(f"disaggregated: {out['prefill_instances']} prefill + "
-                     f"{out['decode_instances']} decode "
-                     f"(disaggregation {'wins' if out['disaggregation_wins'] else 'loses'})")
+                     f"{out['decode_instances']} decode"
+                     + (" (verified by the PD simulator; fluid split "
+                        f"{out['fluid_prefill_instances']}P+{out['fluid_decode_instances']}D)"
+                        if vd else " (fluid split)")
+                     + f"; disaggregation {'wins' if out['disaggregation_wins'] else 'loses'}"
+                     " in the fluid model")
+        for r in out.get("verify_disagg", {}).get("runs", []):
+            lines.append(f"  simulated {r['prefill_instances']}P+{r['decode_instances']}D: "
+                         f"slope {r['queue_slope_per_s']:+.4f} req/s (prefill "
+                         f"{r['prefill_slope_per_s']:+.4f}, transfer "
+                         f"{r['transfer_slope_per_s']:+.4f}, decode "
+                         f"{r['decode_slope_per_s']:+.4f}), p99 TTFT {r['ttft_p99_s']}, TPOT "
+                         f"{r['tpot_p99_s']} -> {'ok' if r['ok'] else 'fails'}")
     return "\n".join(lines)
 
 
