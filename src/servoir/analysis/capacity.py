@@ -78,7 +78,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from servoir.analysis.queueing import mmc_erlang_c
 from servoir.errors import InputError
 
 __all__ = [
@@ -93,6 +92,7 @@ __all__ = [
     "operating_point",
     "predict_p99",
     "slo_min_instances",
+    "trace_latencies",
 ]
 
 GB = 1e9
@@ -437,121 +437,183 @@ def operating_point(lam_i: float, cap: Capacity, latency: Any) -> IterationMix |
     return iteration_mix(hi, m, latency)
 
 
-def _tpot_p99(mix: IterationMix, prompt: np.ndarray, output: np.ndarray, latency: Any,
-              chunk: int, num_samples: int = 20_000) -> float:
-    """p99 of ``t_d + sum of X mixed-iteration excesses / (o - 1)``, X ~ Bin(o - 1, phi).
+@dataclass(frozen=True)
+class TraceLatencies:
+    """Per-request latencies of the trace-driven approximation (:func:`trace_latencies`)."""
 
-    A mixed iteration's excess over a pure decode depends on the chunk it carries: chunks are
-    drawn from the prompts' chunks (each prompt gives ``ceil(s / chunk)`` equal chunks). Monte
-    Carlo on a fixed stream (deterministic); sums of more than 64 excesses use the normal law.
+    ttft_s: np.ndarray
+    tpot_s: np.ndarray  # NaN for one-token outputs
+    mix: IterationMix
+    prefill_busy_frac: float  # time share of the prefill servers' busy periods
+
+    def p99(self) -> dict[str, float]:
+        """p99 TTFT and TPOT (seconds), and the mean iteration time of the operating point."""
+        tp = self.tpot_s[~np.isnan(self.tpot_s)]
+        return {"ttft_p99_s": float(np.quantile(self.ttft_s, 0.99)),
+                "tpot_p99_s": float(np.quantile(tp, 0.99)) if len(tp) else 0.0,
+                "step_time_s": self.mix.mean_s, "prefill_busy_frac": self.prefill_busy_frac}
+
+
+def _prefill_times(s: np.ndarray, nd: float, seqs: float, kv: float, chunk: int,
+                   latency: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Prefill-server service times of prompts ``s`` next to ``nd`` decodes.
+
+    Returns ``(alone, packed, iters_alone, t_full)``: ``alone`` is the time of the prompt's own
+    ``ceil(s / chunk)`` iterations when it finds the server idle; ``packed`` its share of full
+    iterations (``s / chunk`` of one, plus its causal attention) when it queues behind other
+    prompts, whose chunks then share the token budget; ``t_full`` the time of a full iteration.
     """
-    from servoir.rng import stream
-
-    keep = output > 1
-    if not keep.any() or mix.phi <= 0:
-        return mix.decode_s
-    s, m = prompt[keep], output[keep] - 1
-    nch = -(-s // chunk)
-    sizes = np.repeat(s / nch, nch)
-    uniq, inv = np.unique(np.round(sizes).astype(np.int64), return_inverse=True)
-    seqs = max(mix.seqs, 1.0)
-    exc = np.array([latency.step_time(mix.decodes + c, seqs, 0, c * (c + 1) / 2)
-                    for c in uniq.tolist()]) - latency.step_time(max(mix.decodes, 1.0), seqs, 0, 0)
-    exc = np.maximum(exc[inv], 0.0)
-    rng = stream(0, "analysis.tpot_p99")
-    mi = m[rng.integers(0, len(m), num_samples)]
-    x = rng.binomial(mi, mix.phi)
-    small = x <= 64
-    tot = np.zeros(num_samples)
-    idx = rng.integers(0, len(exc), (int(small.sum()), 64))
-    draws = np.where(np.arange(64) < x[small, None], exc[idx], 0.0)
-    tot[small] = draws.sum(axis=1)
-    big = ~small
-    tot[big] = x[big] * exc.mean() + np.sqrt(x[big]) * exc.std() * rng.standard_normal(
-        int(big.sum()))
-    return float(np.quantile(mix.decode_s + np.maximum(tot, 0) / mi, 0.99))
+    c = int(chunk)
+    uniq, inv = np.unique(s, return_inverse=True)
+    nch = -(-uniq // c)
+    r = uniq - (nch - 1) * c
+    alone = np.empty(len(uniq))
+    for i, (k, last) in enumerate(zip(nch.tolist(), r.tolist(), strict=True)):
+        t = latency.step_time(nd + last, seqs + 1, kv, last * (k - 1) * c + last * (last + 1) / 2)
+        if k > 1:  # full chunks j = 1..k-1 hold work c (j-1) c + c (c+1)/2, affine in j
+            t += (k - 1) * latency.step_time(nd + c, seqs + 1, kv,
+                                             c * c * (k - 2) / 2 + c * (c + 1) / 2)
+        alone[i] = t
+    t_full = latency.step_time(nd + c, seqs + 1, kv, 1.0)
+    big = 1e6
+    per_work = (latency.step_time(nd + c, seqs + 1, kv, 1.0 + big) - t_full) / big
+    sf = uniq.astype(float)
+    packed = sf / c * t_full + per_work * sf * (sf + 1) / 2
+    return alone[inv], packed[inv], nch[inv].astype(float), float(t_full)
 
 
-def _ttft_p99(mix: IterationMix, cap: Capacity, lam_i: float, prompt: np.ndarray,
-              latency: Any, ca2: float) -> float:
+def trace_latencies(n: int, arrival_at: ArrayLike, prompt: ArrayLike, output: ArrayLike,
+                    cap: Capacity, latency: Any, limits: EngineLimits) -> TraceLatencies:
+    r"""TTFT and TPOT of every request when ``n`` round-robin instances serve the trace.
+
+    A trace-driven queueing approximation (no batch-level simulation): the burstiness of the
+    arrivals enters exactly, the engine through two service times.
+
+    - **Operating point.** At the per-instance mean rate :math:`\lambda/N` the fluid model gives
+      the decoding batch ``n_d``, its attended KV and the pure-decode iteration time ``t_d``
+      (:func:`operating_point`; the saturated point when :math:`\lambda/N \ge \mu`).
+    - **Prefill server.** Each instance's prompts form a FIFO single-server queue (vLLM v1 gives
+      prefill chunks in admission order the budget ``T - n_d`` left by the decodes). Request ``k``
+      arriving at :math:`a_k` starts at :math:`\max(a_k, \text{end of the previous prompt})` (the
+      Lindley recursion, i.e. the exact G/G/1 FIFO waiting time for these service times) and is
+      served in ``alone`` time (its own ``ceil(s/c)`` iterations) if it found the server idle, or
+      in ``packed`` time (``s/c`` of a full iteration) if it queued, since waiting prompts share
+      iterations. TTFT is the wait plus service plus half a decode iteration in progress.
+    - **TPOT.** A request decodes from its first token for ``o - 1`` iterations. While its
+      instance's prefill server is busy, iterations are mixed (rate ``chunks / service time``);
+      otherwise they are pure decodes (rate ``1 / t_d``). With :math:`I(t)` the cumulative
+      iteration count, the decode phase ends at :math:`I^{-1}(I(f_k) + o_k - 1)` and TPOT is its
+      length over ``o - 1``. A short output that decodes during another prompt's prefill thus
+      pays the mixed iterations in full, which is what drives p99 TPOT on bursty traces.
+
+    Requests longer than ``limits.max_model_len`` are dropped first (the engine rejects them
+    before routing). KV-memory admission is not modelled here: near the memory-bound service
+    rate the queue for KV is what the stability sizing (:func:`min_instances_fluid`) covers.
+    """
+    a = np.asarray(arrival_at, dtype=float)
+    s, o = _lengths(prompt, output)
+    if limits.max_model_len is not None:
+        keep = s + o <= limits.max_model_len
+        a, s, o = a[keep], s[keep], o[keep]
+    order = np.argsort(a, kind="stable")
+    a, s, o = a[order], s[order], o[order]
+    n = max(1, int(n))
+    span = float(a[-1] - a[0]) if len(a) > 1 else 0.0
+    lam = (len(a) - 1) / span if span > 0 else 0.0
+    mix = operating_point(lam / n, cap, latency) or cap.mix
     m = cap.moments
-    nch = -(-prompt // m.chunk)
-    per = prompt / nch
-    pre = 0.5 * mix.mean_s + nch * np.array(
-        [latency.step_time(mix.decodes + c, max(mix.seqs, 1.0), mix.y * m.mean_decode_kv,
-                           c * (c + 1) / 2) for c in per.tolist()])
-    servers = max(1, int(cap.requests_per_iteration * m.mean_iters))
-    a = lam_i * servers / cap.mu_rps
-    pw = mmc_erlang_c(a * cap.mu_rps / servers, cap.mu_rps / servers, servers) if a > 0 else 0.0
-    theta = 2 * (cap.mu_rps - lam_i) / (1 + ca2)
+    nd = float(mix.decodes)
+    seqs = max(float(mix.seqs), 1.0)
+    kv = float(mix.y * m.mean_decode_kv)
+    t_d = latency.step_time(max(nd, 1.0), seqs, kv, 0.0)
+    chunk = max(1, int(limits.max_num_batched_tokens - round(nd)))
+    alone, packed, nch, t_full = _prefill_times(s, nd, seqs, kv, chunk, latency)
+    start = np.empty(len(a))
+    serv = np.empty(len(a))
+    free = [-math.inf] * n
+    al, pk, at = alone.tolist(), packed.tolist(), a.tolist()
+    for k in range(len(at)):
+        j = k % n
+        f = free[j]
+        if f > at[k]:
+            st, sv = f, pk[k]
+        else:
+            st, sv = at[k], al[k]
+        start[k], serv[k] = st, sv
+        free[j] = st + sv
+    iters = np.where(start > a, serv / t_full, nch)
+    end = start + serv
+    ttft = end - a + 0.5 * t_d * min(1.0, nd)
+    tpot = np.full(len(a), np.nan)
+    busy = 0.0
+    for j in range(n):
+        idx = np.arange(j, len(a), n)
+        if not len(idx):
+            continue
+        st, en, it = start[idx], end[idx], iters[idx]
+        gaps = np.maximum(st - np.concatenate(([st[0]], en[:-1])), 0.0)
+        busy += float((en - st).sum())
+        inc = np.empty(2 * len(idx))
+        inc[0::2] = gaps / t_d
+        inc[1::2] = it
+        x = np.empty(2 * len(idx) + 1)
+        x[0:-1:2], x[1:-1:2] = st, en
+        far = 1e3 * (1.0 + float(o.max())) * max(t_d, t_full)
+        x[-1] = en[-1] + far
+        cum = np.concatenate((np.cumsum(inc), [0.0]))
+        cum[-1] = cum[-2] + far / t_d
+        d = o[idx] - 1
+        multi = d > 0
+        i0 = cum[1:-1:2][multi]  # iterations done when the first token is out
+        t_end = np.interp(i0 + d[multi], cum, x)
+        tp = np.full(len(idx), np.nan)
+        tp[multi] = (t_end - en[multi]) / d[multi]
+        tpot[idx] = tp
+    frac = busy / (n * span) if span > 0 else 0.0
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(order))
+    return TraceLatencies(ttft[inv], tpot[inv], mix, frac)
 
-    def tail(x: float) -> float:
-        t = x - pre
-        return float(np.where(t < 0, 1.0, pw * np.exp(-theta * np.maximum(t, 0))).mean())
 
-    lo, hi = 0.0, float(pre.max()) + max(0.0, math.log(100 * max(pw, 1e-300))) / theta + 1
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if tail(mid) > 0.01 else (lo, mid)
-    return hi
-
-
-def predict_p99(n: int, lam: float, cap: Capacity, latency: Any, prompt: np.ndarray,
-                output: np.ndarray, cv2: float = 1.0) -> dict[str, float] | None:
-    r"""Predicted p99 TTFT and TPOT (seconds) of ``n`` instances at total accepted rate ``lam``.
-
-    At a per-instance arrival rate :math:`\lambda_i = \lambda / N` the instance runs at the fluid
-    operating point ``y`` (requests completed per iteration) that solves :math:`y = \lambda_i\,
-    \bar b(y)` (:func:`servoir.analysis.capacity.iteration_mix`). From it:
-
-    - **TPOT.** A fraction :math:`\varphi` of iterations carry prefill chunks and last
-      :math:`t_m`, the rest :math:`t_d`. A request with ``o`` output tokens sees ``o - 1`` decode
-      iterations, of which :math:`X \sim \mathrm{Bin}(o-1, \varphi)` are mixed, so
-      :math:`\mathrm{TPOT} = t_d + (t_m - t_d) X/(o-1)`; the p99 is taken over the mixture of
-      output lengths.
-    - **TTFT.** Queueing plus prefill. In saturation an instance holds
-      :math:`c = \lfloor y^* E[L] \rfloor` requests at once, so the queue is approximated as M/M/c
-      with total rate :math:`\mu` (Erlang C, [3]_) and a Kingman correction
-      :math:`(1 + c_a^2)/2` for the variability of arrivals (round-robin gives each instance every
-      N-th arrival, :math:`c_a^2 = \mathrm{cv}^2/N`):
-      :math:`P(W_q > t) = C(c, \lambda_i c/\mu)\exp(-2(\mu - \lambda_i)t/(1 + c_a^2))`. The request
-      then waits half an iteration on average and runs its prompt in :math:`\lceil s/c\rceil` mixed
-      iterations.
+def predict_p99(n: int, arrival_at: ArrayLike, prompt: ArrayLike, output: ArrayLike,
+                cap: Capacity, latency: Any, limits: EngineLimits) -> dict[str, float]:
+    """p99 TTFT and TPOT (seconds) of ``n`` instances on the trace (:func:`trace_latencies`).
 
     These are approximations; ``servoir plan --verify`` confirms them with the simulator.
-
-    References
-    ----------
-    .. [3] L. Kleinrock, *Queueing Systems, Volume 1: Theory*. Wiley, 1975 (M/M/c).
-    .. [4] J. F. C. Kingman, "The single server queue in heavy traffic", *Proc. Cambridge Phil. Soc.*
-       57(4):902-904, 1961.
-
-    ``prompt``/``output`` are the accepted requests' lengths (a sample is enough); ``cv2`` the
-    squared coefficient of variation of the inter-arrival gaps. ``None`` when unstable.
     """
-    lam_i = lam / n
-    mix = operating_point(lam_i, cap, latency)
-    if mix is None:
-        return None
-    return {"ttft_p99_s": _ttft_p99(mix, cap, lam_i, prompt, latency, cv2 / n),
-            "tpot_p99_s": _tpot_p99(mix, prompt, output, latency, cap.moments.chunk),
-            "step_time_s": mix.mean_s}
+    return trace_latencies(n, arrival_at, prompt, output, cap, latency, limits).p99()
 
 
-def slo_min_instances(n_start: int, lam: float, cap: Capacity, latency: Any,
-                      prompt: np.ndarray, output: np.ndarray, cv2: float,
+def slo_min_instances(n_start: int, arrival_at: ArrayLike, prompt: ArrayLike,
+                      output: ArrayLike, cap: Capacity, latency: Any, limits: EngineLimits,
                       ttft_s: float | None, tpot_s: float | None,
-                      max_instances: int = 10_000) -> tuple[int | None, dict[str, float] | None]:
-    """Smallest ``n >= n_start`` whose predicted p99s meet the SLOs (``None``: none up to the
-    cap, e.g. a TPOT target below the single-request iteration time)."""
-    n = max(1, n_start)
-    while n <= max_instances:
-        p = predict_p99(n, lam, cap, latency, prompt, output, cv2)
-        if p is not None and (ttft_s is None or p["ttft_p99_s"] <= ttft_s) and (
-                tpot_s is None or p["tpot_p99_s"] <= tpot_s):
-            return n, p
-        if p is not None and tpot_s is not None and p["tpot_p99_s"] > tpot_s and n > 4 * max(
-                1, n_start) and p["step_time_s"] > tpot_s:
-            return None, p  # even a lightly loaded instance is too slow per token
-        n = n + 1 if n < 64 else int(n * 1.05) + 1
-    return None, None
+                      max_instances: int = 10_000,
+                      ) -> tuple[int | None, dict[str, float] | None]:
+    """Smallest ``n >= n_start`` whose predicted p99s (:func:`predict_p99`) meet the SLOs,
+    searched by doubling then bisection (the predictions fall with ``n``). ``None`` when no
+    count up to ``max_instances`` does, e.g. a TPOT target below one lone decode iteration."""
+    if tpot_s is not None and latency.step_time(1, 1, 0, 0.0) > tpot_s:
+        return None, None
+    memo: dict[int, dict[str, float]] = {}
+
+    def meets(k: int) -> bool:
+        if k not in memo:
+            memo[k] = predict_p99(k, arrival_at, prompt, output, cap, latency, limits)
+        p = memo[k]
+        return (ttft_s is None or p["ttft_p99_s"] <= ttft_s) and (
+            tpot_s is None or p["tpot_p99_s"] <= tpot_s)
+
+    lo = hi = max(1, n_start)
+    step = 1
+    while not meets(hi):
+        lo = hi
+        hi = lo + step
+        step *= 2
+        if hi > max_instances:
+            return None, memo[lo]
+    if hi == max(1, n_start):
+        return hi, memo[hi]
+    while hi - lo > 1:  # meets(hi), not meets(lo)
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if meets(mid) else (mid, hi)
+    return hi, memo[hi]

@@ -93,12 +93,6 @@ def _accepted(w: Workload, max_model_len: int | None) -> np.ndarray:
     return (w.num_prompt_tokens + w.num_output_tokens) <= max_model_len
 
 
-def _cv2(arrival_at: np.ndarray) -> float:
-    gaps = np.diff(np.sort(arrival_at))
-    m = gaps.mean() if len(gaps) else 0.0
-    return float(gaps.var() / (m * m)) if m > 0 else 1.0
-
-
 def closed_form(cfg: SimConfig, w: Workload, slo_ttft: float | None = None,
                 slo_tpot: float | None = None) -> dict[str, Any]:
     """Closed-form sizing of ``cfg``'s workload ``w`` (no simulation)."""
@@ -109,10 +103,9 @@ def closed_form(cfg: SimConfig, w: Workload, slo_ttft: float | None = None,
     n = min_instances_fluid(w.arrival_at[ok], cap.mu_rps, tol_rps=STABLE_SLOPE_FRAC * rate)
     out: dict[str, Any] = {"stable_min_instances": n}
     if slo_ttft is not None or slo_tpot is not None:
-        k = max(1, len(w) // 4000)
-        s, o = w.num_prompt_tokens[ok][::k], w.num_output_tokens[ok][::k]
-        n_slo, pred = slo_min_instances(n, lam_acc, cap, lat, s, o, _cv2(w.arrival_at[ok]),
-                                        slo_ttft, slo_tpot, MAX_INSTANCES)
+        n_slo, pred = slo_min_instances(n, w.arrival_at, w.num_prompt_tokens,
+                                        w.num_output_tokens, cap, lat, lim, slo_ttft,
+                                        slo_tpot, MAX_INSTANCES)
         out["slo_feasible"] = n_slo is not None
         out["predicted_p99"] = pred
         n = n_slo if n_slo is not None else n
