@@ -72,6 +72,7 @@ References
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -454,64 +455,88 @@ class TraceLatencies:
                 "step_time_s": self.mix.mean_s, "prefill_busy_frac": self.prefill_busy_frac}
 
 
-def _prefill_times(s: np.ndarray, nd: float, seqs: float, kv: float, chunk: int,
-                   latency: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Prefill-server service times of prompts ``s`` next to ``nd`` decodes.
+def _prefill_server(a: np.ndarray, s: np.ndarray, nd: float, seqs: float, kv: float,
+                    chunk: int, t_d: float, latency: Any,
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One instance's prefill queue as a bulk-service queue with bulk size ``chunk`` tokens.
 
-    Returns ``(alone, packed, iters_alone, t_full)``: ``alone`` is the time of the prompt's own
-    ``ceil(s / chunk)`` iterations when it finds the server idle; ``packed`` its share of full
-    iterations (``s / chunk`` of one, plus its causal attention) when it queues behind other
-    prompts, whose chunks then share the token budget; ``t_full`` the time of a full iteration.
+    ``a`` (sorted) and ``s`` are the instance's arrivals and prompts. Returns the first-token
+    time of each request, the index of the iteration that gave it, and each prefill
+    iteration's start and end.
     """
-    c = int(chunk)
-    uniq, inv = np.unique(s, return_inverse=True)
-    nch = -(-uniq // c)
-    r = uniq - (nch - 1) * c
-    alone = np.empty(len(uniq))
-    for i, (k, last) in enumerate(zip(nch.tolist(), r.tolist(), strict=True)):
-        t = latency.step_time(nd + last, seqs + 1, kv, last * (k - 1) * c + last * (last + 1) / 2)
-        if k > 1:  # full chunks j = 1..k-1 hold work c (j-1) c + c (c+1)/2, affine in j
-            t += (k - 1) * latency.step_time(nd + c, seqs + 1, kv,
-                                             c * c * (k - 2) / 2 + c * (c + 1) / 2)
-        alone[i] = t
-    t_full = latency.step_time(nd + c, seqs + 1, kv, 1.0)
-    big = 1e6
-    per_work = (latency.step_time(nd + c, seqs + 1, kv, 1.0 + big) - t_full) / big
-    sf = uniq.astype(float)
-    packed = sf / c * t_full + per_work * sf * (sf + 1) / 2
-    return alone[inv], packed[inv], nch[inv].astype(float), float(t_full)
+    m = len(a)
+    first = np.empty(m)
+    it_of = np.empty(m, dtype=np.int64)
+    starts: list[float] = []
+    ends: list[float] = []
+    at, sl = a.tolist(), s.tolist()
+    queue: deque[list[int]] = deque()  # [remaining tokens, request]
+    residual = 0.5 * t_d * min(1.0, nd)
+    t, i = -math.inf, 0
+    step = latency.step_time
+    while i < m or queue:
+        if not queue and at[i] > t:
+            t = at[i] + residual  # the decode iteration in progress ends first
+        while i < m and at[i] <= t:
+            queue.append([sl[i], i])
+            i += 1
+        budget, tokens, work, done, nchunks = chunk, 0, 0.0, [], 0
+        while queue and budget > 0:
+            rem, k = queue[0]
+            take = min(rem, budget)
+            comp = sl[k] - rem
+            work += take * comp + take * (take + 1) / 2
+            tokens += take
+            budget -= take
+            nchunks += 1
+            if take == rem:
+                queue.popleft()
+                done.append(k)
+            else:
+                queue[0][0] = rem - take
+        dt = step(nd + tokens, seqs + nchunks, kv, work)
+        starts.append(t)
+        t += dt
+        ends.append(t)
+        for k in done:
+            first[k] = t
+            it_of[k] = len(ends) - 1
+    return first, it_of, np.array(starts), np.array(ends)
 
 
 def trace_latencies(n: int, arrival_at: ArrayLike, prompt: ArrayLike, output: ArrayLike,
                     cap: Capacity, latency: Any, limits: EngineLimits) -> TraceLatencies:
     r"""TTFT and TPOT of every request when ``n`` round-robin instances serve the trace.
 
-    A trace-driven queueing approximation (no batch-level simulation): the burstiness of the
-    arrivals enters exactly, the engine through two service times.
+    A trace-driven queueing approximation: the arrivals (and so their burstiness) enter
+    exactly, the decoding batch through the fluid operating point.
 
     - **Operating point.** At the per-instance mean rate :math:`\lambda/N` the fluid model gives
       the decoding batch ``n_d``, its attended KV and the pure-decode iteration time ``t_d``
       (:func:`operating_point`; the saturated point when :math:`\lambda/N \ge \mu`).
-    - **Prefill server.** Each instance's prompts form a FIFO single-server queue (vLLM v1 gives
-      prefill chunks in admission order the budget ``T - n_d`` left by the decodes). Request ``k``
-      arriving at :math:`a_k` starts at :math:`\max(a_k, \text{end of the previous prompt})` (the
-      Lindley recursion, i.e. the exact G/G/1 FIFO waiting time for these service times) and is
-      served in ``alone`` time (its own ``ceil(s/c)`` iterations) if it found the server idle, or
-      in ``packed`` time (``s/c`` of a full iteration) if it queued, since waiting prompts share
-      iterations. TTFT is the wait plus service plus half a decode iteration in progress.
-    - **TPOT.** A request decodes from its first token for ``o - 1`` iterations. While its
-      instance's prefill server is busy, iterations are mixed (rate ``chunks / service time``);
-      otherwise they are pure decodes (rate ``1 / t_d``). With :math:`I(t)` the cumulative
-      iteration count, the decode phase ends at :math:`I^{-1}(I(f_k) + o_k - 1)` and TPOT is its
-      length over ``o - 1``. A short output that decodes during another prompt's prefill thus
-      pays the mixed iterations in full, which is what drives p99 TPOT on bursty traces.
+    - **Prefill server.** Each instance's prompts (every ``N``-th arrival, as round robin sends
+      them) form a FIFO bulk-service queue: an iteration takes up to ``c = T - n_d`` prompt
+      tokens from the head of the queue (vLLM v1 gives prefill chunks in admission order the
+      budget the decodes leave) and lasts ``step_time(n_d + tokens, ...)`` with the chunks'
+      causal attention work. A prompt arriving at an idle server first waits for the decode
+      iteration in progress (half of ``t_d`` on average). A request's first token comes at the
+      end of the iteration that holds its last prompt token; TTFT is that minus its arrival.
+    - **TPOT.** A request decodes from its first token for ``o - 1`` iterations: the prefill
+      iterations of its instance while the queue is busy, pure decodes (``t_d`` each) in
+      between. With :math:`I(t)` the cumulative iteration count, its decode ends at
+      :math:`I^{-1}(I(f_k) + o_k - 1)` and TPOT is the decode time over ``o - 1``. A short output
+      that decodes during other prompts' prefill pays those mixed iterations in full, which is
+      what drives p99 TPOT on bursty traces.
 
     Requests longer than ``limits.max_model_len`` are dropped first (the engine rejects them
-    before routing). KV-memory admission is not modelled here: near the memory-bound service
-    rate the queue for KV is what the stability sizing (:func:`min_instances_fluid`) covers.
+    before routing). Not modelled: KV-memory admission (near the memory-bound service rate the
+    stability sizing, :func:`min_instances_fluid`, covers the queue for KV), preemption, and the
+    decoding batch's fluctuation around ``n_d``.
     """
     a = np.asarray(arrival_at, dtype=float)
     s, o = _lengths(prompt, output)
+    if len(a) != len(s):
+        raise InputError("arrival_at, prompt and output need the same length")
     if limits.max_model_len is not None:
         keep = s + o <= limits.max_model_len
         a, s, o = a[keep], s[keep], o[keep]
@@ -523,51 +548,38 @@ def trace_latencies(n: int, arrival_at: ArrayLike, prompt: ArrayLike, output: Ar
     mix = operating_point(lam / n, cap, latency) or cap.mix
     m = cap.moments
     nd = float(mix.decodes)
-    seqs = max(float(mix.seqs), 1.0)
+    seqs = float(mix.decodes)
     kv = float(mix.y * m.mean_decode_kv)
-    t_d = latency.step_time(max(nd, 1.0), seqs, kv, 0.0)
+    t_d = latency.step_time(max(nd, 1.0), max(seqs, 1.0), kv, 0.0)
     chunk = max(1, int(limits.max_num_batched_tokens - round(nd)))
-    alone, packed, nch, t_full = _prefill_times(s, nd, seqs, kv, chunk, latency)
-    start = np.empty(len(a))
-    serv = np.empty(len(a))
-    free = [-math.inf] * n
-    al, pk, at = alone.tolist(), packed.tolist(), a.tolist()
-    for k in range(len(at)):
-        j = k % n
-        f = free[j]
-        if f > at[k]:
-            st, sv = f, pk[k]
-        else:
-            st, sv = at[k], al[k]
-        start[k], serv[k] = st, sv
-        free[j] = st + sv
-    iters = np.where(start > a, serv / t_full, nch)
-    end = start + serv
-    ttft = end - a + 0.5 * t_d * min(1.0, nd)
+    ttft = np.empty(len(a))
     tpot = np.full(len(a), np.nan)
     busy = 0.0
     for j in range(n):
         idx = np.arange(j, len(a), n)
         if not len(idx):
             continue
-        st, en, it = start[idx], end[idx], iters[idx]
-        gaps = np.maximum(st - np.concatenate(([st[0]], en[:-1])), 0.0)
+        first, it_of, st, en = _prefill_server(a[idx], s[idx], nd, seqs, kv, chunk, t_d,
+                                               latency)
+        ttft[idx] = first - a[idx]
         busy += float((en - st).sum())
-        inc = np.empty(2 * len(idx))
+        # Cumulative iterations I(t) at each prefill iteration's start and end.
+        gaps = np.maximum(st - np.concatenate(([st[0]], en[:-1])), 0.0)
+        inc = np.empty(2 * len(st))
         inc[0::2] = gaps / t_d
-        inc[1::2] = it
-        x = np.empty(2 * len(idx) + 1)
+        inc[1::2] = 1.0
+        cum = np.empty(2 * len(st) + 1)
+        cum[:-1] = np.cumsum(inc)
+        x = np.empty(2 * len(st) + 1)
         x[0:-1:2], x[1:-1:2] = st, en
-        far = 1e3 * (1.0 + float(o.max())) * max(t_d, t_full)
-        x[-1] = en[-1] + far
-        cum = np.concatenate((np.cumsum(inc), [0.0]))
-        cum[-1] = cum[-2] + far / t_d
+        far = (2.0 + float(o.max())) * t_d
+        x[-1], cum[-1] = en[-1] + far, cum[-2] + far / t_d
         d = o[idx] - 1
         multi = d > 0
-        i0 = cum[1:-1:2][multi]  # iterations done when the first token is out
+        i0 = cum[1:-1:2][it_of[multi]]  # iterations done when the first token is out
         t_end = np.interp(i0 + d[multi], cum, x)
         tp = np.full(len(idx), np.nan)
-        tp[multi] = (t_end - en[multi]) / d[multi]
+        tp[multi] = (t_end - first[multi]) / d[multi]
         tpot[idx] = tp
     frac = busy / (n * span) if span > 0 else 0.0
     inv = np.empty_like(order)
