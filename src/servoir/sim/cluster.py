@@ -27,6 +27,7 @@ from servoir.rng import stream
 from servoir.sim.instance import EngineParams, Instance
 from servoir.sim.state import REJECTED, RequestState
 from servoir.sim.vidur_v0 import VidurV0Instance
+from servoir.sim.vidur_v0_pp2 import TwoStageVidurV0
 from servoir.views import ReplicaTable, RequestView
 from servoir.workload.requests import Workload
 
@@ -52,9 +53,12 @@ class Cluster:
         check: bool = False,
         stage_time: Any = None,
         predicted_output_tokens: Any = None,
+        vidur_fast: bool = True,
     ) -> None:
         """``stage_time`` selects Vidur's v0 engine (:mod:`servoir.sim.vidur_v0`) with those
-        stage times; otherwise every instance is the vLLM v1 engine.
+        stage times; otherwise every instance is the vLLM v1 engine. ``vidur_fast=False``
+        runs that engine literally (every stage event; the reference the fast paths are
+        tested against).
         ``predicted_output_tokens`` (one float per request, or None) is what request views show
         policies as ``RequestView.predicted_output_tokens``."""
         self.w = workload
@@ -75,13 +79,14 @@ class Cluster:
         self.instances = []
         for k in range(num_instances):
             if stage_time is not None:
-                self.instances.append(VidurV0Instance(
+                cls = TwoStageVidurV0 if engine.pp == 2 and vidur_fast else VidurV0Instance
+                self.instances.append(cls(
                     k, pp=engine.pp, max_num_seqs=engine.max_num_seqs,
                     max_num_batched_tokens=engine.max_num_batched_tokens,
                     num_blocks=engine.num_blocks, block_size=engine.block_size,
                     stage_time=stage_time, state=self.st, schedule=self._schedule,
                     on_finish=self._on_finish, record_series=record_series,
-                    horizon=self.horizon))
+                    horizon=self.horizon, fast=vidur_fast))
                 continue
             sched = make_scheduler()
             sched.reset(stream(seed, "policy.scheduler", replication=k))

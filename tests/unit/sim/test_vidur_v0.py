@@ -62,8 +62,7 @@ def _run(w: Workload, pp: int, blocks: int, seqs: int, fast: bool):
     stage_time = VidurStageTime(get_model("llama-3-70b"), "a100", 2, pp)
     c = Cluster(w, num_instances=1, engine=EngineParams(seqs, 4096, 16, blocks, False, pp),
                 latency=None, router=_rr(), make_scheduler=lambda: None, max_model_len=4096,
-                stage_time=stage_time)
-    c.instances[0].fast = fast
+                stage_time=stage_time, vidur_fast=fast)
     c.run()
     return collect(c), c.instances[0]
 

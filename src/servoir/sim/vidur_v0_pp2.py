@@ -1,0 +1,206 @@
+"""Two-stage pipelines of ``engine.preset=vidur_v0`` without an event heap.
+
+Vidur's replica with ``pp = 2`` (the TP2 x PP2 set-up users compare against) holds at most two
+batches: the one formed last (``b0``: in stage 0, or done with it and waiting for stage 1) and
+the one before it (``b1``: in stage 1). So the next internal event is the earlier of two known
+times, and a batch is formed exactly when ``b0`` is empty (Vidur's conditions "fewer than
+``pp`` batches in flight" and "nothing in stage 0" reduce to that). This class runs the same
+rules as :class:`~servoir.sim.vidur_v0.VidurV0Instance` (batch formation, memory, restarts and
+finishes are inherited unchanged) with two slots instead of a heap of stage events, and jumps
+over regular decode cycles in closed form:
+
+- *pair*: decode groups X and Y take turns; X is formed at ``T`` while Y enters stage 1. The
+  next formation (Y) is at ``T + max(x0, y1)``, the one after (X) at ``T + period`` with
+  ``period = max(x0, y1) + max(x1, y0)`` (max-plus), as long as stage times are unchanged;
+- *lone*: one decode group, formed again when its batch ends: ``period = x0 + x1``.
+
+A jump stops before any round that finishes a request, before a KV bucket changes a stage time
+and before memory could run short; an arrival during a jump ends it at the start of the cycle
+in progress and the few events up to the arrival run normally (none finishes a request).
+
+Cost: O(1) per batch outside jumps (plus O(log n) per finish), O(1) per jump. The literal
+heap engine (``fast=False`` on the base class) is the reference; a hypothesis test checks the
+two agree to 1e-9 on random workloads.
+"""
+
+from __future__ import annotations
+
+import math
+
+from servoir.sim.state import WAITING
+from servoir.sim.vidur_v0 import Batch, Group, VidurV0Instance
+
+INF = math.inf
+
+
+class TwoStageVidurV0(VidurV0Instance):
+    """A Vidur-v0 replica with ``pp == 2``; same driver interface and results as the base."""
+
+    def __init__(self, idx: int, **kw) -> None:
+        super().__init__(idx, **kw)
+        if self.pp != 2:
+            raise ValueError("TwoStageVidurV0 models two pipeline stages")
+        self.b0: Batch | None = None
+        self.t0 = INF  # stage-0 end of b0; INF once b0 waits for stage 1
+        self.b1: Batch | None = None
+        self.t1 = INF  # stage-1 end of b1 (its batch end)
+        self.s1_start = -INF  # when b1 entered stage 1
+        self.jump_end = INF  # end of the closed-form jump in progress (INF: none)
+
+    # ------------------------------------------------------------------ driver interface
+    def arrive(self, rid: int, now: float) -> None:
+        st = self.st
+        st.instance[rid] = self.idx
+        st.status[rid] = WAITING
+        if self.stretch is not None:
+            self._cut(now)  # first: the events up to `now` must not see this request
+        self.queue.append(rid)
+        if self.b0 is None:
+            self._form(now)
+        self._reschedule()
+        if self.record_series:
+            self._record(now)
+
+    def step_end(self, now: float, version: int) -> None:
+        """Process internal events from ``now`` until the cluster's next event."""
+        if version != self.version:
+            return
+        horizon = self.horizon
+        while True:
+            if self.stretch is not None:
+                t = self.jump_end
+                if t >= horizon() and t != now:
+                    break
+                self._end_jump()
+                continue
+            t0, t1 = self.t0, self.t1
+            if t1 <= t0:
+                if t1 == INF or (t1 != now and t1 >= horizon()):
+                    break
+                self._stage1_end(t1)
+            else:
+                if t0 != now and t0 >= horizon():
+                    break
+                self._stage0_end(t0)
+            now = -1.0  # only the first event may sit at the horizon
+        self.next_t = INF  # the event that called us is spent
+        self._reschedule()
+
+    def _reschedule(self) -> None:
+        t = self.jump_end if self.stretch is not None else min(self.t0, self.t1)
+        if t != self.next_t:
+            self.next_t = t
+            self.version += 1  # any event already in the cluster's heap is stale
+            if t != INF:
+                self.schedule(t, self.idx, self.version)
+
+    # ------------------------------------------------------------------ the two slots
+    def _stage0_end(self, now: float) -> None:
+        if self.b1 is None:  # stage 1 is free: b0 moves on, and stage 0 can take a batch
+            self.b1, self.t1, self.s1_start = self.b0, now + self.b0.times[1], now
+            self.b0, self.t0 = None, INF
+            self._form(now)
+        else:
+            self.t0 = INF  # b0 waits for stage 1; two batches in flight: nothing is formed
+
+    def _stage1_end(self, now: float) -> None:
+        done = self.b1
+        b0 = self.b0
+        if b0 is not None and self.t0 == INF:  # the waiting batch enters stage 1
+            self.b1, self.t1, self.s1_start = b0, now + b0.times[1], now
+            self.b0 = None
+        else:
+            self.b1, self.t1 = None, INF
+        self._batch_end(done, now)  # type: ignore[arg-type]
+        if self.b0 is None:
+            self._form(now)
+
+    def _form(self, now: float) -> None:
+        batch = self._prefill_batch(now) or self._decode_batch(now)
+        if batch is None:
+            return
+        self.num_steps += 1
+        self.b0, self.t0 = batch, now + batch.times[0]
+        if batch.group is not None and not self.replaying:
+            self._try_jump(now)
+
+    # ------------------------------------------------------------------ closed-form jumps
+    def _try_jump(self, now: float) -> None:
+        if self.queue or self.prefills_in_flight or self.ready:
+            return
+        b0, b1 = self.b0, self.b1
+        x, xt = b0.group, b0.times  # type: ignore[union-attr]
+        if b1 is None:
+            groups, period, times = [x], xt[0] + xt[1], [xt]
+        elif b1.group is not None and self.s1_start == now:
+            yt = b1.times
+            if xt[1] == yt[0] or xt[0] == yt[1]:
+                return  # simultaneous events: leave them to the event path
+            groups, period, times = [x, b1.group], max(xt[0], yt[1]) + max(xt[1], yt[0]), [xt, yt]
+        else:
+            return
+        k = 1 << 30
+        for g in groups:
+            m = g.last_mean
+            k = min(k, g.fin[0][0] - g.r - 1, -(-m // 256) * 256 - m)
+        total_b = sum(len(g.members) for g in groups)
+        free = self.total_blocks - self.used - total_b
+        while k >= 2 and (k // 16 + 1) * total_b >= free and (
+                sum(self._round_needs(g, 1, k) for g in groups) >= free):
+            k //= 2
+        if k < 2:
+            return
+        self.stretch = groups  # type: ignore[assignment]
+        self.stretch_t0 = now
+        self.stretch_period = period
+        self.stretch_k = k
+        self.stretch_times = times
+        self.jump_end = now + k * period
+        self.b0 = self.b1 = None
+        self.t0 = self.t1 = INF
+
+    def _jump_to(self, j: int) -> float:
+        """End the jump at the start of its ``j``-th cycle: each group has completed and
+        re-formed ``j`` more rounds, and the slots are as at the jump's start."""
+        groups = self.stretch
+        assert groups is not None
+        t = self.stretch_t0 + j * self.stretch_period
+        if j:
+            for g in groups:
+                self.used += self._round_needs(g, 1, j)
+                g.r += j
+                g.sum_proc += len(g.members) * j
+                g.last_mean += j
+        self.num_iterations += j * len(groups)
+        self.num_steps += j * len(groups)
+        self.stretch = None
+        self.jump_end = INF
+        xt = self.stretch_times[0]
+        self.b0, self.t0 = Batch(xt, group=groups[0]), t + xt[0]
+        if len(groups) == 2:
+            yt = self.stretch_times[1]
+            self.b1, self.t1, self.s1_start = Batch(yt, group=groups[1]), t + yt[1], t
+        return t
+
+    def _end_jump(self) -> None:
+        self._jump_to(self.stretch_k)
+
+    def _cut(self, now: float) -> None:
+        """An arrival at ``now`` ends the jump at the start of the cycle in progress; the
+        events before ``now`` then run (none of them finishes a request)."""
+        self._jump_to(min(int((now - self.stretch_t0) / self.stretch_period), self.stretch_k))
+        self.replaying = True
+        while True:
+            t0, t1 = self.t0, self.t1
+            if t1 <= t0:
+                if t1 >= now:
+                    break
+                self._stage1_end(t1)
+            else:
+                if t0 >= now:
+                    break
+                self._stage0_end(t0)
+        self.replaying = False
+
+
+__all__ = ["Group", "TwoStageVidurV0"]
