@@ -9,6 +9,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from servoir.config import SimConfig, load_config, parse_override, valid_keys
@@ -414,3 +416,16 @@ def test_digest_changes_with_any_value() -> None:
         != base
     )
     assert load_config().digest() == base
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True)
+       | st.sampled_from(["Yes", "NO", "On", "off", "True", "FALSE", "Null", "y", "N", "nan",
+                          "inf", "_", "x1", " vidur_v0 ", "", "1e3", "0x1f", "2.5", "-3"]))
+def test_yaml_scalar_equals_yaml(text: str) -> None:
+    """The identifier fast path reads exactly what the YAML parser would."""
+    import yaml
+
+    from servoir.config import yaml_scalar
+
+    assert yaml_scalar(text) == yaml.safe_load(text)

@@ -443,5 +443,29 @@ def bench_routing(
         typer.echo(json.dumps(out))
 
 
+def main() -> None:
+    """Console entry point: run the app, then leave without tearing the interpreter down.
+
+    Module teardown and the final garbage collection cost tens of milliseconds, a tenth of a
+    short ``servoir simulate``, and have nothing left to do: output is flushed and exit
+    handlers (pools, temporary files) run first, as on a normal exit.
+    """
+    import atexit
+    import os
+
+    try:
+        app()
+        code: Any = 0
+    except SystemExit as e:
+        code = e.code
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0 if code is None else int(code))
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

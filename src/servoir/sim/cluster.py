@@ -93,6 +93,7 @@ class Cluster:
             self.instances.append(Instance(k, engine, latency, sched, self.st, self.view,
                                            self._schedule, self._on_finish, record_series,
                                            check))
+        self.single = num_instances == 1
         self.num_rejected = 0
         self.inflight = 0
         self.gate: deque[int] = deque()
@@ -175,6 +176,10 @@ class Cluster:
         """Route ``rid`` (which holds an in-flight slot) and hand it to its instance."""
         st = self.st
         st.arrival_at[rid] = t
+        if self.single:  # one instance: nothing to decide, and no table to keep for routers
+            self.cols["outstanding_tokens"][0] += st.prompt[rid] + st.output[rid]
+            self.instances[0].arrive(rid, t)
+            return
         k = self.router.route(self.view(rid), self.table)
         if not 0 <= k < len(self.instances):
             raise RuntimeError(f"router {self.router!r} returned instance {k} of "
@@ -209,7 +214,7 @@ class Cluster:
         static = self.static
         order = range(self.n) if static is None else static
         n_static = len(order)
-        refresh = self._refresh
+        refresh = (lambda k: None) if self.single else self._refresh
         i = 0
         events = 0
         inf = math.inf

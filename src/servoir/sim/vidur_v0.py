@@ -495,6 +495,13 @@ class VidurV0Instance:
         assert g is not None
         g.r += 1
         g.sum_proc += len(g.members)
+        self._round_finishes(g, now)
+        if g.members:
+            self.ready.append(g)
+
+    def _round_finishes(self, g: Group, now: float) -> None:
+        """Members of ``g`` whose last token came with the round that just ended."""
+        st = self.st
         while g.fin and g.fin[0][0] <= g.r:
             _, rid = heapq.heappop(g.fin)
             if rid not in g.members:
@@ -505,8 +512,6 @@ class VidurV0Instance:
             g.sum_proc -= proc
             self.used -= -(-(proc - 1) // self.bs)
             self._finish(rid, proc, now)
-        if g.members:
-            self.ready.append(g)
 
     def _finish(self, rid: int, proc: int, now: float) -> None:
         st = self.st

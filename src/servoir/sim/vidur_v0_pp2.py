@@ -108,15 +108,26 @@ class TwoStageVidurV0(VidurV0Instance):
         b0 = self.b0
         if b0 is not None and self.t0 == INF:  # the waiting batch enters stage 1
             self.b1, self.t1, self.s1_start = b0, now + b0.times[1], now
-            self.b0 = None
+            self.b0 = b0 = None
         else:
             self.b1, self.t1 = None, INF
-        self._batch_end(done, now)  # type: ignore[arg-type]
-        if self.b0 is None:
+        g = done.group  # type: ignore[union-attr]
+        if g is None:
+            self._batch_end(done, now)  # type: ignore[arg-type]
+        else:  # a decode round ends (VidurV0Instance._batch_end, inlined: the hot path)
+            self.num_iterations += 1
+            g.r += 1
+            g.sum_proc += len(g.members)
+            if g.fin[0][0] <= g.r:
+                self._round_finishes(g, now)
+            if g.members:
+                self.ready.append(g)
+        if b0 is None:
             self._form(now)
 
     def _form(self, now: float) -> None:
-        batch = self._prefill_batch(now) or self._decode_batch(now)
+        batch = (self._prefill_batch(now) if self.queue else None) or (
+            self._decode_batch(now) if self.ready else None)
         if batch is None:
             return
         self.num_steps += 1
@@ -130,20 +141,25 @@ class TwoStageVidurV0(VidurV0Instance):
             return
         b0, b1 = self.b0, self.b1
         x, xt = b0.group, b0.times  # type: ignore[union-attr]
+        m = x.last_mean
+        k = min(x.fin[0][0] - x.r - 1, -(-m // 256) * 256 - m)
+        if k < 2:
+            return
         if b1 is None:
             groups, period, times = [x], xt[0] + xt[1], [xt]
+            total_b = len(x.members)
         elif b1.group is not None and self.s1_start == now:
-            yt = b1.times
+            y, yt = b1.group, b1.times
             if xt[1] == yt[0] or xt[0] == yt[1]:
                 return  # simultaneous events: leave them to the event path
-            groups, period, times = [x, b1.group], max(xt[0], yt[1]) + max(xt[1], yt[0]), [xt, yt]
+            m = y.last_mean
+            k = min(k, y.fin[0][0] - y.r - 1, -(-m // 256) * 256 - m)
+            if k < 2:
+                return
+            groups, period, times = [x, y], max(xt[0], yt[1]) + max(xt[1], yt[0]), [xt, yt]
+            total_b = len(x.members) + len(y.members)
         else:
             return
-        k = 1 << 30
-        for g in groups:
-            m = g.last_mean
-            k = min(k, g.fin[0][0] - g.r - 1, -(-m // 256) * 256 - m)
-        total_b = sum(len(g.members) for g in groups)
         free = self.total_blocks - self.used - total_b
         while k >= 2 and (k // 16 + 1) * total_b >= free and (
                 sum(self._round_needs(g, 1, k) for g in groups) >= free):
