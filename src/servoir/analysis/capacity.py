@@ -92,6 +92,7 @@ __all__ = [
     "min_instances_fluid",
     "operating_point",
     "predict_p99",
+    "RunningBatch",
     "slo_min_instances",
     "trace_latencies",
 ]
@@ -371,17 +372,82 @@ def capacity_lp(cap: Capacity, latency: Any, limits: EngineLimits) -> dict[str, 
             "per_iteration_time_frac": float(u[3]) * 0.01}
 
 
+@dataclass(frozen=True)
+class RunningBatch:
+    """The engine's running batch, for the short-run fluid of :func:`min_instances_fluid`.
+
+    Per instance: the sequence cap ``max_seqs``, the KV capacity ``kv_tokens``, the token budget
+    ``budget``; a sample of requests' ``prompts``, prefill ``chunks`` and lifetimes ``iters``
+    (``ceil(s/c) + o - 1`` iterations); ``prefill_work_per_token`` the mean causal attention
+    work per prompt token; ``latency`` the iteration-time model.
+    """
+
+    max_seqs: float
+    kv_tokens: float
+    budget: float
+    prompts: np.ndarray
+    chunks: np.ndarray
+    iters: np.ndarray
+    prefill_work_per_token: float
+    latency: Any
+
+    @classmethod
+    def of(cls, cap: Capacity, latency: Any, limits: EngineLimits, prompt: ArrayLike,
+           output: ArrayLike, max_sample: int = 2000) -> RunningBatch:
+        """From the capacity of one instance and the (accepted) requests' lengths."""
+        m = cap.moments
+        s, o = _lengths(prompt, output)
+        k = max(1, len(s) // max_sample)
+        s, o = s[::k], o[::k]
+        nch = -(-s // m.chunk)
+        return cls(float(limits.max_num_seqs), float(limits.kv_tokens),
+                   float(limits.max_num_batched_tokens), s.astype(float), nch.astype(float),
+                   (nch + o - 1).astype(float), m.mean_prefill_work / m.mean_prompt, latency)
+
+    def kernels(self, max_age: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(ages, alive, held)``: per admitted request, the fraction still in the batch and
+        the KV tokens it holds, after ``ages`` iterations (0, 1, ... up to ``max_age``).
+        A request of age ``u`` holds ``s + max(0, u - chunks)`` tokens (vLLM reserves the
+        whole prompt at admission)."""
+        top = int(min(max_age, float(self.iters.max()))) + 2
+        ages = np.arange(top, dtype=float)
+        order = np.argsort(self.iters)
+        it, sp, ch = self.iters[order], self.prompts[order], self.chunks[order]
+        alive = np.empty(top)
+        held = np.empty(top)
+        n = len(it)
+        for u in range(top):  # vectorised per age; requests sorted by lifetime
+            first = int(np.searchsorted(it, u, side="right"))
+            alive[u] = (n - first) / n
+            held[u] = float((sp[first:] + np.maximum(0.0, u - ch[first:])).sum()) / n
+        return ages, alive, held
+
+
 def min_instances_fluid(arrival_at: ArrayLike, mu_rps: float, tol_rps: float | None = None,
-                        num_points: int = 1000, max_instances: int = 100_000) -> int:
+                        num_points: int = 1000, max_instances: int = 100_000,
+                        batch: RunningBatch | None = None) -> int:
     r"""Smallest ``N`` whose fluid queue passes the stability check of a trace's arrivals.
 
     The fluid queue of ``N`` instances of rate ``mu_rps`` follows the Lindley recursion
     :math:`Q_{k+1} = \max(0, Q_k + A_k - N\mu\Delta)` over ``num_points`` equal bins of the
     arrival window (:math:`A_k` arrivals in bin ``k``). As in
-    :meth:`servoir.results.RunResult.queue_slope_per_s`, the least-squares slope of ``Q`` over
-    the second half of the window must be below ``tol_rps`` (default 1% of the mean arrival rate
-    of ``arrival_at``). For stationary arrivals this is about :math:`\lceil\lambda/\mu\rceil`;
-    for a trace whose rate varies it accounts for the peaks the check sees.
+    :meth:`servoir.results.RunResult.queue_slope_per_s`, the least-squares slope of the
+    *waiting* requests over the second half of the window must be below ``tol_rps`` (default 1%
+    of the mean arrival rate of ``arrival_at``). For stationary arrivals this is about
+    :math:`\lceil\lambda/\mu\rceil`; for a trace whose rate varies it accounts for the peaks the
+    check sees.
+
+    With ``batch`` (:class:`RunningBatch`) the queue is the engine's waiting queue in front of
+    its running batch, followed through the run (a fluid of the batch, per instance, with round
+    robin's even split of the arrivals). In each bin an instance admits waiting prompts while
+    the sequence cap, the KV (the whole prompt is reserved) and the token budget left by the
+    running requests allow; the bin's iterations last ``t0 + a p`` with ``t0`` the iteration
+    time of the running batch and ``p`` the prompt tokens per iteration, so admitting faster
+    slows every iteration down. Admitted requests stay for their lifetime in iterations
+    (requests and KV in the batch are the admissions convolved with
+    :meth:`RunningBatch.kernels` on the iteration clock). In a long run this is the queue above
+    (its saturated throughput is ``mu``); in a run shorter than a few lifetimes an overload
+    first fills the batch, and only then does the waiting queue, which the check measures, grow.
 
     Examples
     --------
@@ -400,22 +466,60 @@ def min_instances_fluid(arrival_at: ArrayLike, mu_rps: float, tol_rps: float | N
     dt = span / num_points
     half = edges[1:] >= t[0] + span / 2
     x = edges[1:][half] - edges[1:][half].mean()
+    if batch is not None:
+        ages, alive, held = batch.kernels(1e7)
+        mean_s = float(batch.prompts.mean())
+        step = batch.latency.step_time
+
+    def slope_batch(n: int) -> float:
+        out = np.empty(num_points)
+        adm = np.zeros(num_points)
+        clock = np.zeros(num_points)  # iteration clock at each bin's start
+        q, now = 0.0, 0.0
+        b = batch
+        for k, a in enumerate(counts.tolist()):
+            q += a / n  # per instance
+            clock[k] = now
+            if k:
+                lag = now - clock[:k]
+                seqs = float(adm[:k] @ np.interp(lag, ages, alive, right=0.0))
+                kv = float(adm[:k] @ np.interp(lag, ages, held, right=0.0))
+            else:
+                seqs = kv = 0.0
+            t0 = step(max(seqs, 1.0), max(seqs, 1.0), kv, 0.0)
+            room = max(1.0, b.budget - seqs)
+            slope_tok = (step(seqs + room, seqs + 1, kv, room * b.prefill_work_per_token)
+                         - t0) / room
+            b_max = t0 + slope_tok * room
+            ad = min(q, room * dt / (b_max * mean_s), max(0.0, b.max_seqs - seqs),
+                     max(0.0, b.kv_tokens - kv) / mean_s)
+            frac = min(0.999, slope_tok * ad * mean_s / dt)
+            now += dt * (1.0 - frac) / t0  # iterations in this bin
+            adm[k] = ad
+            q -= ad
+            out[k] = n * q
+        return _half_slope(out)
+
+    def _half_slope(out: np.ndarray) -> float:
+        qh = out[half]
+        return float((x * (qh - qh.mean())).sum() / (x * x).sum())
 
     def slope(n: int) -> float:
+        if batch is not None:
+            return slope_batch(n)
         q, out = 0.0, np.empty(num_points)
         c = n * mu_rps * dt
         for k, a in enumerate(counts.tolist()):
             q = max(0.0, q + a - c)
             out[k] = q
-        qh = out[half]
-        return float((x * (qh - qh.mean())).sum() / (x * x).sum())
+        return _half_slope(out)
 
     tol = 0.01 * lam if tol_rps is None else tol_rps
     n = max(1, int(math.floor((lam - tol) / mu_rps)))
-    step = 1
+    step_n = 1
     while n < max_instances and slope(n) >= tol:  # grow geometrically past the mean
-        n += step
-        step = min(2 * step, max(1, n // 8))
+        n += step_n
+        step_n = min(2 * step_n, max(1, n // 8))
     while n > 1 and slope(n - 1) < tol:
         n -= 1
     return n

@@ -26,6 +26,7 @@ import numpy as np
 from servoir.analysis.capacity import (
     Capacity,
     EngineLimits,
+    RunningBatch,
     instance_capacity,
     min_instances_fluid,
     slo_min_instances,
@@ -100,7 +101,9 @@ def closed_form(cfg: SimConfig, w: Workload, slo_ttft: float | None = None,
     ok = _accepted(w, lim.max_model_len)
     rate = w.mean_rate if len(w) > 1 else float(cfg.workload.rate or 1.0)
     lam_acc = rate * float(ok.mean())
-    n = min_instances_fluid(w.arrival_at[ok], cap.mu_rps, tol_rps=STABLE_SLOPE_FRAC * rate)
+    batch = RunningBatch.of(cap, lat, lim, w.num_prompt_tokens[ok], w.num_output_tokens[ok])
+    n = min_instances_fluid(w.arrival_at[ok], cap.mu_rps, tol_rps=STABLE_SLOPE_FRAC * rate,
+                            batch=batch)
     out: dict[str, Any] = {"stable_min_instances": n}
     if slo_ttft is not None or slo_tpot is not None:
         n_slo, pred = slo_min_instances(n, w.arrival_at, w.num_prompt_tokens,
