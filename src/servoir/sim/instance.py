@@ -47,11 +47,11 @@ class EngineParams:
     """Plain engine settings read in the hot loop (built from the pydantic config)."""
 
     __slots__ = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_blocks",
-                 "enable_chunked_prefill", "pp", "reserve_full_prompt")
+                 "enable_chunked_prefill", "pp", "reserve_full_prompt", "async_scheduling")
 
     def __init__(self, max_num_seqs: int, max_num_batched_tokens: int, block_size: int,
                  num_blocks: int, enable_chunked_prefill: bool = True, pp: int = 1,
-                 reserve_full_prompt: bool = False) -> None:
+                 reserve_full_prompt: bool = False, async_scheduling: bool = False) -> None:
         if num_blocks < 1:
             raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")
         self.max_num_seqs = max_num_seqs
@@ -63,6 +63,9 @@ class EngineParams:
         # vLLM 0.19's scheduler_reserve_full_isl: admit a request only if its whole prompt
         # fits in the free blocks (its first chunk alone is allocated).
         self.reserve_full_prompt = reserve_full_prompt
+        # vLLM 0.19's async scheduling: step j+1 is formed while step j runs, from what the
+        # scheduler knew when step j started (see Instance._decide).
+        self.async_scheduling = async_scheduling
 
 
 class _Plan:
@@ -147,6 +150,19 @@ class Instance:
         self.record_series = record_series
         # Invariant checking (tests): recompute aggregates naively at every decision.
         self.check = check
+        # Async scheduling (EngineParams.async_scheduling): arrivals the scheduler has not seen
+        # yet, (arrival time, rid); slots and blocks of requests that finished at the step end
+        # just reached, still held for the decision made there; one-iteration steps while
+        # either could change the next decision; when each request was queued (the engine
+        # takes new requests between steps).
+        self.async_ = params.async_scheduling
+        self.inbox: list[tuple[float, int]] = []
+        self.held_slots = 0
+        self.held_blocks = 0
+        self.force_one = False
+        self.cutoff = -math.inf
+        self.cutoff_at = math.nan
+        self.queued_at: dict[int, float] = {}
         self.s_time = array("d")
         self.s_running = array("q")
         self.s_waiting = array("q")
@@ -176,7 +192,9 @@ class Instance:
 
     def _kv_coef(self, num_seqs: int) -> float:
         """Seconds per attended decode-KV token of one iteration (see :meth:`_iter_time`)."""
-        return self.lat.kv_coef_s / max(1, min(self.p.pp, num_seqs))
+        m = max(1, min(self.p.pp, num_seqs))
+        per_n = getattr(self.lat, "kv_coef", None)  # a per-batch-size rate, when the model has one
+        return (self.lat.kv_coef_s if per_n is None else per_n(-(-num_seqs // m))) / m
 
     def _decode_a(self, n: int) -> float:
         a = self.a_cache.get(n)
@@ -226,6 +244,9 @@ class Instance:
         st = self.st
         st.instance[rid] = self.idx
         st.status[rid] = WAITING
+        if self.async_ and (self.busy or self.running):
+            self._arrive_async(rid, now)
+            return
         self._enqueue(rid, now)
         if not self.busy:
             self._decide(now)
@@ -244,6 +265,35 @@ class Instance:
         self.st.rank[rid] = r
         self.seq += 1
         heapq.heappush(self.waiting, (r, self.seq, rid))
+
+    def _arrive_async(self, rid: int, now: float) -> None:
+        """Async scheduling: the engine takes the request at the end of the iteration in
+        progress, when the next step is already formed; the decision after that one sees it,
+        so a stretch is cut one iteration later than without async scheduling."""
+        self.inbox.append((now, rid))
+        end = now
+        if self.busy:
+            m = self._iters_done(now) if self.step_stretch else 0
+            k = min(m + 1, self.step_k)
+            end = self.step_t0 + k * self.step_a + self.step_b * k * (k - 1) / 2
+            if self.step_stretch and m + 2 < self.step_k:
+                self.step_k = m + 2
+                self.version += 1
+                self.schedule(self.step_t0 + (m + 2) * self.step_a
+                              + self.step_b * (m + 2) * (m + 1) / 2, self.idx, self.version)
+        self.queued_at[rid] = end
+        if self.record_series:
+            self._record(now)
+
+    def _promote(self, cutoff: float) -> None:
+        """Async scheduling: arrivals up to ``cutoff`` join the scheduler's waiting queue."""
+        keep = []
+        for t, rid in self.inbox:
+            if t <= cutoff + 1e-9:
+                self._enqueue(rid, t)
+            else:
+                keep.append((t, rid))
+        self.inbox = keep
 
     def _admissible_now(self, rid: int, now: float) -> bool:
         """Could ``rid`` (just enqueued) be admitted at the next iteration boundary?"""
@@ -360,6 +410,10 @@ class Instance:
         self.K += self.n_dec * k
         self.num_steps += 1
         self.num_iterations += k
+        # The decision made now forms the iteration after next (async scheduling): it knows
+        # the arrivals up to the start of the iteration that just ended.
+        self.cutoff = now - (self.step_a + self.step_b * (k - 1))
+        self.cutoff_at = now
         self._complete_chunks(now)
         # Finishes among decoders.
         fh = self.fin_heap
@@ -373,8 +427,18 @@ class Instance:
             st.gen[rid] += adv
             st.computed[rid] = comp
             self._remove_decoder(rid, comp)
+            if self.async_:
+                self.held_slots += 1
+                self.held_blocks += -(-comp // self.bs)
             del self.running[rid]
             self._finish(rid, now)
+        if self.async_:
+            self._promote(self.cutoff)
+            if not self.running and not self.waiting:
+                # Nothing can be formed for the next iteration: the engine reads its queue
+                # now and frees what finished.
+                self.held_slots = self.held_blocks = 0
+                self._promote(now)
         self.busy = False
         self._decide(now)
         if self.record_series:
@@ -398,6 +462,9 @@ class Instance:
                 if g >= st.output[rid]:
                     del self.running[rid]
                     self.used -= st.held[rid]
+                    if self.async_:
+                        self.held_slots += 1
+                        self.held_blocks += st.held[rid]
                     st.held[rid] = 0
                     self._finish(rid, now)
                     continue
@@ -427,6 +494,14 @@ class Instance:
 
     def _decide(self, now: float) -> None:
         """Form the next iteration (vLLM v1 order: running first, then waiting) and start it."""
+        if self.async_:
+            # The scheduler decides the iteration after next: it knows the arrivals up to the
+            # start of the iteration just ended, and requests that finished at its end still
+            # hold their slots and blocks (their finish is read after this decision).
+            if self.cutoff_at != now:  # a group rank whose stretch was interrupted
+                self.cutoff = now - max(self.step_a - self.step_b, 0.0)
+            self._promote(self.cutoff)
+            self.used += self.held_blocks
         plan = _Plan(self.p.max_num_batched_tokens)
         self._room_for_decodes(plan, now)
         self._schedule_prefills(plan, now)
@@ -435,10 +510,20 @@ class Instance:
                 self._admit_selected(plan, now)
             else:
                 self._admit(plan, now)
+        released = self.held_slots > 0
+        if self.async_:
+            self.used -= self.held_blocks
+            self.held_slots = self.held_blocks = 0
+            self.force_one = bool(self.inbox) or (released and bool(self.waiting))
         if self.check:
             self._check_invariants(plan.ntok, plan.chunks, plan.need_dec)
         if not plan.chunks and not self.n_dec:
             self.busy = False
+            if self.async_ and (released or self.inbox):
+                # Nothing in flight: the engine reads its queue and frees what finished now.
+                self.cutoff, self.cutoff_at = now, now
+                self._decide(now)
+                return
             if plan.preempted and self.waiting:
                 # Everything running was preempted (cannot happen while max_model_len fits the
                 # KV capacity, which build() enforces); admit from the waiting queue right away
@@ -491,7 +576,7 @@ class Instance:
     def _admit(self, plan: _Plan, now: float) -> None:
         """Admit waiting requests in rank order while cap, budget and blocks allow."""
         p, w = self.p, self.waiting
-        while w and plan.budget > 0 and len(self.running) < p.max_num_seqs:
+        while w and plan.budget > 0 and len(self.running) + self.held_slots < p.max_num_seqs:
             rid = w[0][2]
             first = self._first_chunk(rid, plan)
             if first is None:
@@ -546,14 +631,15 @@ class Instance:
         """Admit the policy's choice, in its order, while cap and budget allow; a request whose
         first chunk does not fit in the free blocks now is skipped."""
         p = self.p
-        if not self.waiting or plan.budget <= 0 or len(self.running) >= p.max_num_seqs:
+        if (not self.waiting or plan.budget <= 0
+                or len(self.running) + self.held_slots >= p.max_num_seqs):
             return
         view = self.batch_view(now)
         chosen = self.sched.select(view)
         self.fin_since = []
         admitted: set[int] = set()
         for i in chosen:
-            if plan.budget <= 0 or len(self.running) >= p.max_num_seqs:
+            if plan.budget <= 0 or len(self.running) + self.held_slots >= p.max_num_seqs:
                 break
             rid = int(view.wait_ids[i])
             first = self._first_chunk(rid, plan)
@@ -592,6 +678,8 @@ class Instance:
             while fh[0][3] != st.epoch[fh[0][2]] or fh[0][2] not in self.phase:
                 heapq.heappop(fh)  # stale: that request was preempted
             k = self._max_iters_fitting(self.total_blocks - self.used, fh[0][0] - self.it)
+            if self.force_one:
+                k = min(k, 1)  # async scheduling: the next decision may admit
             kvc = self._kv_coef(n)
             # The skew term is constant over a stretch: every length grows by one per iteration.
             a = self._decode_a(n) + kvc * attended + skew
@@ -643,5 +731,5 @@ class Instance:
     def _record(self, now: float) -> None:
         self.s_time.append(now)
         self.s_running.append(len(self.running))
-        self.s_waiting.append(len(self.waiting))
+        self.s_waiting.append(len(self.waiting) + len(self.inbox))
         self.s_used.append(self.used)

@@ -366,12 +366,13 @@ class VidurV0Instance:
     def _round_needs(self, g: Group, first: int, count: int) -> int:
         """Blocks group ``g`` allocates at the formation of rounds ``first .. first+count-1``
         (relative to ``g.r``): one per member whose length crosses a block boundary."""
-        b = len(g.members)
         full, rem = divmod(count, 16)
-        total = full * b
-        for i in range(rem):
-            total += g.phase_cnt[(1 - (g.r + first + full * 16 + i)) % 16]
-        return total
+        if not rem:
+            return full * len(g.members)
+        # Round r + first + i allocates for phase (1 - r - first - i) % 16, i < rem: a window
+        # of `rem` phases going down from s, read from the doubled cycle as one slice.
+        s = (1 - g.r - first) % 16 + 17
+        return full * len(g.members) + sum((g.phase_cnt + g.phase_cnt)[s - rem:s])
 
     def _try_stretch(self, now: float) -> None:
         """Start a stretch if the decode batch just put in stage 0 at ``now`` begins a regular

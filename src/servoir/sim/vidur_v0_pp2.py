@@ -66,23 +66,25 @@ class TwoStageVidurV0(VidurV0Instance):
         if version != self.version:
             return
         horizon = self.horizon
+        h = horizon()
+        first = True  # the event due at `now` runs even if the cluster has one at `now` too
         while True:
             if self.stretch is not None:
-                t = self.jump_end
-                if t >= horizon() and t != now:
+                if self.jump_end >= h and not first:
                     break
                 self._end_jump()
-                continue
-            t0, t1 = self.t0, self.t1
-            if t1 <= t0:
-                if t1 == INF or (t1 != now and t1 >= horizon()):
-                    break
-                self._stage1_end(t1)
             else:
-                if t0 != now and t0 >= horizon():
-                    break
-                self._stage0_end(t0)
-            now = -1.0  # only the first event may sit at the horizon
+                t0, t1 = self.t0, self.t1
+                if t1 <= t0:
+                    if t1 == INF or (t1 >= h and not first):
+                        break
+                    self._stage1_end(t1)
+                    h = horizon()  # a finish may have given the cluster an earlier event
+                else:
+                    if t0 >= h and not first:
+                        break
+                    self._stage0_end(t0)
+            first = False
         self.next_t = INF  # the event that called us is spent
         self._reschedule()
 
@@ -131,7 +133,10 @@ class TwoStageVidurV0(VidurV0Instance):
         if batch is None:
             return
         self.num_steps += 1
-        self.b0, self.t0 = batch, now + batch.times[0]
+        t0 = now + batch.times[0]
+        # If stage 1 is still busy when stage 0 is done, the batch just waits (nothing else
+        # happens at that moment): skip that event and let stage 1's end move it on.
+        self.b0, self.t0 = batch, (INF if self.b1 is not None and t0 <= self.t1 else t0)
         if batch.group is not None and not self.replaying:
             self._try_jump(now)
 
