@@ -422,6 +422,43 @@ class RunningBatch:
             held[u] = float((sp[first:] + np.maximum(0.0, u - ch[first:])).sum()) / n
         return ages, alive, held
 
+    def fluid(self, counts: np.ndarray, dt: float, n: int,
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The batch fluid of :func:`min_instances_fluid` over bins of width ``dt`` with
+        ``counts`` arrivals each, shared by ``n`` round-robin instances: per bin, the waiting
+        requests (all instances), and the requests and KV tokens in one instance's batch."""
+        if "_kern" not in self.__dict__:
+            object.__setattr__(self, "_kern", self.kernels(1e7))
+        ages, alive, held = self.__dict__["_kern"]
+        mean_s = float(self.prompts.mean())
+        step = self.latency.step_time
+        m = len(counts)
+        out, seqs_k, kv_k = np.empty(m), np.empty(m), np.empty(m)
+        adm = np.zeros(m)
+        clock = np.zeros(m)  # iteration clock at each bin's start
+        q, now = 0.0, 0.0
+        for k, a in enumerate(np.asarray(counts, dtype=float).tolist()):
+            q += a / n  # per instance
+            clock[k] = now
+            if k:
+                lag = now - clock[:k]
+                seqs = float(adm[:k] @ np.interp(lag, ages, alive, right=0.0))
+                kv = float(adm[:k] @ np.interp(lag, ages, held, right=0.0))
+            else:
+                seqs = kv = 0.0
+            t0 = step(max(seqs, 1.0), max(seqs, 1.0), kv, 0.0)
+            room = max(1.0, self.budget - seqs)
+            per_tok = (step(seqs + room, seqs + 1, kv, room * self.prefill_work_per_token)
+                       - t0) / room
+            ad = min(q, room * dt / ((t0 + per_tok * room) * mean_s),
+                     max(0.0, self.max_seqs - seqs), max(0.0, self.kv_tokens - kv) / mean_s)
+            frac = min(0.999, per_tok * ad * mean_s / dt)  # share of the bin spent on prompts
+            now += dt * (1.0 - frac) / t0  # iterations in this bin
+            adm[k] = ad
+            q -= ad
+            out[k], seqs_k[k], kv_k[k] = n * q, seqs, kv
+        return out, seqs_k, kv_k
+
 
 def min_instances_fluid(arrival_at: ArrayLike, mu_rps: float, tol_rps: float | None = None,
                         num_points: int = 1000, max_instances: int = 100_000,
@@ -466,39 +503,8 @@ def min_instances_fluid(arrival_at: ArrayLike, mu_rps: float, tol_rps: float | N
     dt = span / num_points
     half = edges[1:] >= t[0] + span / 2
     x = edges[1:][half] - edges[1:][half].mean()
-    if batch is not None:
-        ages, alive, held = batch.kernels(1e7)
-        mean_s = float(batch.prompts.mean())
-        step = batch.latency.step_time
-
     def slope_batch(n: int) -> float:
-        out = np.empty(num_points)
-        adm = np.zeros(num_points)
-        clock = np.zeros(num_points)  # iteration clock at each bin's start
-        q, now = 0.0, 0.0
-        b = batch
-        for k, a in enumerate(counts.tolist()):
-            q += a / n  # per instance
-            clock[k] = now
-            if k:
-                lag = now - clock[:k]
-                seqs = float(adm[:k] @ np.interp(lag, ages, alive, right=0.0))
-                kv = float(adm[:k] @ np.interp(lag, ages, held, right=0.0))
-            else:
-                seqs = kv = 0.0
-            t0 = step(max(seqs, 1.0), max(seqs, 1.0), kv, 0.0)
-            room = max(1.0, b.budget - seqs)
-            slope_tok = (step(seqs + room, seqs + 1, kv, room * b.prefill_work_per_token)
-                         - t0) / room
-            b_max = t0 + slope_tok * room
-            ad = min(q, room * dt / (b_max * mean_s), max(0.0, b.max_seqs - seqs),
-                     max(0.0, b.kv_tokens - kv) / mean_s)
-            frac = min(0.999, slope_tok * ad * mean_s / dt)
-            now += dt * (1.0 - frac) / t0  # iterations in this bin
-            adm[k] = ad
-            q -= ad
-            out[k] = n * q
-        return _half_slope(out)
+        return _half_slope(batch.fluid(counts, dt, n)[0])  # type: ignore[union-attr]
 
     def _half_slope(out: np.ndarray) -> float:
         qh = out[half]
@@ -559,10 +565,25 @@ class TraceLatencies:
                 "step_time_s": self.mix.mean_s, "prefill_busy_frac": self.prefill_busy_frac}
 
 
-def _prefill_server(a: np.ndarray, s: np.ndarray, nd: float, seqs: float, kv: float,
-                    chunk: int, t_d: float, latency: Any,
+@dataclass(frozen=True)
+class _Batch:
+    """The decoding batch one instance runs, per time bin (one bin: constant)."""
+
+    t0: float
+    dt: float
+    decodes: np.ndarray
+    kv: np.ndarray
+    t_d: np.ndarray  # pure-decode iteration time
+
+    def at(self, t: float) -> int:
+        k = int((t - self.t0) / self.dt) if self.dt > 0 else 0
+        return min(max(k, 0), len(self.decodes) - 1)
+
+
+def _prefill_server(a: np.ndarray, s: np.ndarray, env: _Batch, budget: int, latency: Any,
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One instance's prefill queue as a bulk-service queue with bulk size ``chunk`` tokens.
+    """One instance's prefill queue as a bulk-service queue (bulk: the budget the decodes
+    leave, ``budget - n_d`` tokens).
 
     ``a`` (sorted) and ``s`` are the instance's arrivals and prompts. Returns the first-token
     time of each request, the index of the iteration that gave it, and each prefill
@@ -574,31 +595,35 @@ def _prefill_server(a: np.ndarray, s: np.ndarray, nd: float, seqs: float, kv: fl
     starts: list[float] = []
     ends: list[float] = []
     at, sl = a.tolist(), s.tolist()
+    nds, kvs, tds = env.decodes.tolist(), env.kv.tolist(), env.t_d.tolist()
     queue: deque[list[int]] = deque()  # [remaining tokens, request]
-    residual = 0.5 * t_d * min(1.0, nd)
     t, i = -math.inf, 0
     step = latency.step_time
     while i < m or queue:
         if not queue and at[i] > t:
-            t = at[i] + residual  # the decode iteration in progress ends first
+            b = env.at(at[i])
+            t = at[i] + 0.5 * tds[b] * min(1.0, nds[b])  # the decode iteration in progress
+        b = env.at(t)
+        nd, kv = nds[b], kvs[b]
         while i < m and at[i] <= t:
             queue.append([sl[i], i])
             i += 1
-        budget, tokens, work, done, nchunks = chunk, 0, 0.0, [], 0
-        while queue and budget > 0:
+        room = max(1, int(budget - round(nd)))
+        tokens, work, done, nchunks = 0, 0.0, [], 0
+        while queue and room > 0:
             rem, k = queue[0]
-            take = min(rem, budget)
+            take = min(rem, room)
             comp = sl[k] - rem
             work += take * comp + take * (take + 1) / 2
             tokens += take
-            budget -= take
+            room -= take
             nchunks += 1
             if take == rem:
                 queue.popleft()
                 done.append(k)
             else:
                 queue[0][0] = rem - take
-        dt = step(nd + tokens, seqs + nchunks, kv, work)
+        dt = step(nd + tokens, nd + nchunks, kv, work)
         starts.append(t)
         t += dt
         ends.append(t)
@@ -608,16 +633,52 @@ def _prefill_server(a: np.ndarray, s: np.ndarray, nd: float, seqs: float, kv: fl
     return first, it_of, np.array(starts), np.array(ends)
 
 
+def _iterations_between(env: _Batch, t1: np.ndarray, t2: np.ndarray) -> np.ndarray:
+    """Pure-decode iterations in ``[t1, t2]`` (elementwise), with ``t_d`` varying by bin."""
+    if len(env.t_d) == 1:
+        return np.maximum(t2 - t1, 0.0) / env.t_d[0]
+    edges = env.t0 + env.dt * np.arange(len(env.t_d) + 1)
+    cum = np.concatenate(([0.0], np.cumsum(env.dt / env.t_d)))
+
+    def clock(t: np.ndarray) -> np.ndarray:
+        inside = np.interp(t, edges, cum)
+        return (inside + np.maximum(t - edges[-1], 0.0) / env.t_d[-1]
+                - np.maximum(edges[0] - t, 0.0) / env.t_d[0])
+
+    return np.maximum(clock(t2) - clock(t1), 0.0)
+
+
+def _inverse_clock(env: _Batch, t1: float, iters: float) -> float:
+    """Time at which ``iters`` pure-decode iterations after ``t1`` are done."""
+    if len(env.t_d) == 1:
+        return t1 + iters * float(env.t_d[0])
+    edges = env.t0 + env.dt * np.arange(len(env.t_d) + 1)
+    cum = np.concatenate(([0.0], np.cumsum(env.dt / env.t_d)))
+    c1 = float(_iterations_between(env, np.array([edges[0]]), np.array([t1]))[0]) \
+        if t1 >= edges[0] else -(edges[0] - t1) / float(env.t_d[0])
+    target = c1 + iters
+    if target <= 0:
+        return float(edges[0] + target * env.t_d[0])
+    if target >= cum[-1]:
+        return float(edges[-1] + (target - cum[-1]) * env.t_d[-1])
+    return float(np.interp(target, cum, edges))
+
+
 def trace_latencies(n: int, arrival_at: ArrayLike, prompt: ArrayLike, output: ArrayLike,
-                    cap: Capacity, latency: Any, limits: EngineLimits) -> TraceLatencies:
+                    cap: Capacity, latency: Any, limits: EngineLimits,
+                    batch: RunningBatch | None = None, num_points: int = 1000,
+                    ) -> TraceLatencies:
     r"""TTFT and TPOT of every request when ``n`` round-robin instances serve the trace.
 
     A trace-driven queueing approximation: the arrivals (and so their burstiness) enter
-    exactly, the decoding batch through the fluid operating point.
+    exactly; the decoding batch through a fluid.
 
-    - **Operating point.** At the per-instance mean rate :math:`\lambda/N` the fluid model gives
-      the decoding batch ``n_d``, its attended KV and the pure-decode iteration time ``t_d``
-      (:func:`operating_point`; the saturated point when :math:`\lambda/N \ge \mu`).
+    - **Decoding batch.** With ``batch`` (:class:`RunningBatch`), the batch fluid of
+      :func:`min_instances_fluid` gives, per time bin, the requests running on an instance and
+      their KV; the decoding ones are the share :math:`E[o-1]/E[L]` of them. This follows a
+      burst, and a run too short to reach steady state. Without it, the fluid operating point at
+      the per-instance mean rate :math:`\lambda/N` (:func:`operating_point`; the saturated point
+      when :math:`\lambda/N \ge \mu`) holds throughout. ``t_d`` is the pure-decode iteration time.
     - **Prefill server.** Each instance's prompts (every ``N``-th arrival, as round robin sends
       them) form a FIFO bulk-service queue: an iteration takes up to ``c = T - n_d`` prompt
       tokens from the head of the queue (vLLM v1 gives prefill chunks in admission order the
@@ -633,9 +694,8 @@ def trace_latencies(n: int, arrival_at: ArrayLike, prompt: ArrayLike, output: Ar
       what drives p99 TPOT on bursty traces.
 
     Requests longer than ``limits.max_model_len`` are dropped first (the engine rejects them
-    before routing). Not modelled: KV-memory admission (near the memory-bound service rate the
-    stability sizing, :func:`min_instances_fluid`, covers the queue for KV), preemption, and the
-    decoding batch's fluctuation around ``n_d``.
+    before routing). Not modelled: the queue for KV memory in front of the prefill queue,
+    preemption, and the spread of instances' batches around the fluid's.
     """
     a = np.asarray(arrival_at, dtype=float)
     s, o = _lengths(prompt, output)
@@ -651,11 +711,19 @@ def trace_latencies(n: int, arrival_at: ArrayLike, prompt: ArrayLike, output: Ar
     lam = (len(a) - 1) / span if span > 0 else 0.0
     mix = operating_point(lam / n, cap, latency) or cap.mix
     m = cap.moments
-    nd = float(mix.decodes)
-    seqs = float(mix.decodes)
-    kv = float(mix.y * m.mean_decode_kv)
-    t_d = latency.step_time(max(nd, 1.0), max(seqs, 1.0), kv, 0.0)
-    chunk = max(1, int(limits.max_num_batched_tokens - round(nd)))
+    if batch is not None and span > 0:
+        counts, _ = np.histogram(a, bins=num_points, range=(a[0], a[-1]))
+        dt = span / num_points
+        _, seqs, kvb = batch.fluid(counts, dt, n)
+        nd = seqs * (m.mean_decode / m.mean_iters)
+        kvd = kvb
+    else:
+        dt = 0.0
+        nd = np.array([float(mix.decodes)])
+        kvd = np.array([float(mix.y * m.mean_decode_kv)])
+    td = np.array([latency.step_time(max(x, 1.0), max(x, 1.0), k, 0.0)
+                   for x, k in zip(nd.tolist(), kvd.tolist(), strict=True)])
+    env = _Batch(float(a[0]), dt, nd, kvd, td)
     ttft = np.empty(len(a))
     tpot = np.full(len(a), np.nan)
     busy = 0.0
@@ -663,25 +731,26 @@ def trace_latencies(n: int, arrival_at: ArrayLike, prompt: ArrayLike, output: Ar
         idx = np.arange(j, len(a), n)
         if not len(idx):
             continue
-        first, it_of, st, en = _prefill_server(a[idx], s[idx], nd, seqs, kv, chunk, t_d,
-                                               latency)
+        first, it_of, st, en = _prefill_server(a[idx], s[idx], env,
+                                               limits.max_num_batched_tokens, latency)
         ttft[idx] = first - a[idx]
         busy += float((en - st).sum())
         # Cumulative iterations I(t) at each prefill iteration's start and end.
-        gaps = np.maximum(st - np.concatenate(([st[0]], en[:-1])), 0.0)
+        prev_end = np.concatenate(([st[0]], en[:-1]))
         inc = np.empty(2 * len(st))
-        inc[0::2] = gaps / t_d
+        inc[0::2] = _iterations_between(env, prev_end, st)
         inc[1::2] = 1.0
-        cum = np.empty(2 * len(st) + 1)
-        cum[:-1] = np.cumsum(inc)
-        x = np.empty(2 * len(st) + 1)
-        x[0:-1:2], x[1:-1:2] = st, en
-        far = (2.0 + float(o.max())) * t_d
-        x[-1], cum[-1] = en[-1] + far, cum[-2] + far / t_d
+        cum = np.cumsum(inc)
+        x = np.empty(2 * len(st))
+        x[0::2], x[1::2] = st, en
         d = o[idx] - 1
         multi = d > 0
-        i0 = cum[1:-1:2][it_of[multi]]  # iterations done when the first token is out
-        t_end = np.interp(i0 + d[multi], cum, x)
+        i0 = cum[1::2][it_of[multi]]  # iterations done when the first token is out
+        target = i0 + d[multi]
+        t_end = np.interp(target, cum, x)
+        beyond = target > cum[-1]  # decodes that outlast the last prefill iteration
+        for q in np.flatnonzero(beyond).tolist():
+            t_end[q] = _inverse_clock(env, float(en[-1]), float(target[q] - cum[-1]))
         tp = np.full(len(idx), np.nan)
         tp[multi] = (t_end - first[multi]) / d[multi]
         tpot[idx] = tp
@@ -692,18 +761,19 @@ def trace_latencies(n: int, arrival_at: ArrayLike, prompt: ArrayLike, output: Ar
 
 
 def predict_p99(n: int, arrival_at: ArrayLike, prompt: ArrayLike, output: ArrayLike,
-                cap: Capacity, latency: Any, limits: EngineLimits) -> dict[str, float]:
+                cap: Capacity, latency: Any, limits: EngineLimits,
+                batch: RunningBatch | None = None) -> dict[str, float]:
     """p99 TTFT and TPOT (seconds) of ``n`` instances on the trace (:func:`trace_latencies`).
 
     These are approximations; ``servoir plan --verify`` confirms them with the simulator.
     """
-    return trace_latencies(n, arrival_at, prompt, output, cap, latency, limits).p99()
+    return trace_latencies(n, arrival_at, prompt, output, cap, latency, limits, batch).p99()
 
 
 def slo_min_instances(n_start: int, arrival_at: ArrayLike, prompt: ArrayLike,
                       output: ArrayLike, cap: Capacity, latency: Any, limits: EngineLimits,
                       ttft_s: float | None, tpot_s: float | None,
-                      max_instances: int = 10_000,
+                      max_instances: int = 10_000, batch: RunningBatch | None = None,
                       ) -> tuple[int | None, dict[str, float] | None]:
     """Smallest ``n >= n_start`` whose predicted p99s (:func:`predict_p99`) meet the SLOs,
     searched by doubling then bisection (the predictions fall with ``n``). ``None`` when no
@@ -714,7 +784,7 @@ def slo_min_instances(n_start: int, arrival_at: ArrayLike, prompt: ArrayLike,
 
     def meets(k: int) -> bool:
         if k not in memo:
-            memo[k] = predict_p99(k, arrival_at, prompt, output, cap, latency, limits)
+            memo[k] = predict_p99(k, arrival_at, prompt, output, cap, latency, limits, batch)
         p = memo[k]
         return (ttft_s is None or p["ttft_p99_s"] <= ttft_s) and (
             tpot_s is None or p["tpot_p99_s"] <= tpot_s)

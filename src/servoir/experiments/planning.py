@@ -108,7 +108,7 @@ def closed_form(cfg: SimConfig, w: Workload, slo_ttft: float | None = None,
     if slo_ttft is not None or slo_tpot is not None:
         n_slo, pred = slo_min_instances(n, w.arrival_at, w.num_prompt_tokens,
                                         w.num_output_tokens, cap, lat, lim, slo_ttft,
-                                        slo_tpot, MAX_INSTANCES)
+                                        slo_tpot, MAX_INSTANCES, batch)
         out["slo_feasible"] = n_slo is not None
         out["predicted_p99"] = pred
         n = n_slo if n_slo is not None else n
