@@ -583,6 +583,33 @@ def rule_of_thumb_table(cases: tuple[tuple[str, tuple[float, ...]], ...] = RULE_
     return {"rows": rows, "tally": tally}
 
 
+SLO_CASES: dict[str, tuple[float | None, float | None]] = {
+    "none": (None, None), "tpot80": (None, 0.08), "ttft2_tpot80": (2.0, 0.08),
+    "ttft1": (1.0, None)}
+"""SLO settings of :func:`closed_form_table`: name -> (p99 TTFT, p99 TPOT) in seconds."""
+
+
+def closed_form_table(cases: tuple[tuple[str, tuple[float, ...]], ...] = (
+        *RULE_CASES, ("mooncake_synthetic", (2.0, 5.0, 12.0))),
+        slos: dict[str, tuple[float | None, float | None]] = SLO_CASES,
+        model: str = "llama-3-8b", gpu: str = "a100") -> list[dict[str, Any]]:
+    """Closed form against ``--verify`` for each trace (or CSV path), rate and SLO setting,
+    with the planner's defaults (``servoir plan --trace T --rate R [--slo-...] [--verify]``)."""
+    rows = []
+    for trace, rates in cases:
+        for rate in rates:
+            cfg = plan_config(trace=trace, rate=rate, model=model, gpu=gpu)
+            w = build_workload(cfg)
+            for name, (ttft, tpot) in slos.items():
+                closed = plan(cfg, slo_ttft=ttft, slo_tpot=tpot, workload=w)["min_instances"]
+                verified = plan(cfg, slo_ttft=ttft, slo_tpot=tpot, workload=w,
+                                verify=True)["min_instances"]
+                rows.append({"trace": trace, "rate_rps": rate, "slo": name,
+                             "closed_form": closed, "verified": verified,
+                             "error": closed - verified})
+    return rows
+
+
 # ---------------------------------------------------------------------- PD crossover
 
 PD_SHAPES: tuple[tuple[int, int], ...] = ((256, 1024), (512, 512), (1024, 256), (2048, 128),
