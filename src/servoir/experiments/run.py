@@ -27,8 +27,6 @@ from servoir.results import RunResult
 from servoir.rng import stream
 from servoir.sim import Cluster, EngineParams, collect
 from servoir.workload import Workload
-from servoir.workload import generators as gen
-from servoir.workload import lengths as ln
 from servoir.workload.readers import read_trace
 
 DEFAULT_NUM_REQUESTS = 1000
@@ -37,6 +35,8 @@ DEFAULT_RATE = 1.0
 
 def build_lengths(cfg: LengthsConfig) -> Any:
     """The length distribution a generated workload draws from."""
+    from servoir.workload import lengths as ln
+
     if cfg.kind == "uniform":
         return ln.Uniform(cfg.prompt[0], cfg.prompt[1], cfg.output[0], cfg.output[1])
     if cfg.kind == "fixed":
@@ -49,6 +49,8 @@ def build_lengths(cfg: LengthsConfig) -> Any:
 def generate(cfg: GeneratorConfig, rate: float, num_requests: int, seed: int,
              lengths: Any | None = None) -> Workload:
     """A generated workload: arrival process ``cfg.kind`` at mean ``rate``."""
+    from servoir.workload import generators as gen
+
     if lengths is None and cfg.kind != "sharegpt_sessions":
         lengths = build_lengths(cfg.lengths)
     rng = stream(seed, "workload.arrivals")
@@ -81,7 +83,9 @@ def build_workload(cfg: SimConfig) -> Workload:
         w = read_trace(wc.trace, seed=cfg.seed)
         if not w.meta.get("has_arrivals", True):
             # A length table without timestamps: its lengths drive a generated arrival process.
-            lengths = ln.Empirical(w.num_prompt_tokens, w.num_output_tokens, source=w.source)
+            from servoir.workload.lengths import Empirical
+
+            lengths = Empirical(w.num_prompt_tokens, w.num_output_tokens, source=w.source)
             return generate(wc.generator, wc.rate or DEFAULT_RATE,
                             wc.num_requests or DEFAULT_NUM_REQUESTS, cfg.seed, lengths)
         if wc.num_requests is not None:

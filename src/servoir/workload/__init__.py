@@ -1,15 +1,14 @@
-"""Workloads: request records, length distributions, arrival generators, trace readers."""
+"""Workloads: request records, length distributions, arrival generators, trace readers.
 
-from servoir.workload.generators import (
-    gamma,
-    mmpp,
-    mmpp_mean_rate,
-    onoff,
-    poisson,
-    sessions,
-    sharegpt_sessions,
-)
-from servoir.workload.lengths import Empirical, Fixed, LengthDistribution, LogNormal, Uniform
+Submodules load on first use (PEP 562): replaying a trace file needs neither the generators nor
+the length distributions, and a short ``servoir simulate`` is mostly start-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from servoir.workload.readers import (
     BUILTIN_TRACES,
     builtin_trace_path,
@@ -19,6 +18,22 @@ from servoir.workload.readers import (
     write_trace_jsonl,
 )
 from servoir.workload.requests import Request, Workload
+
+_LAZY = {
+    "gamma": "generators", "mmpp": "generators", "mmpp_mean_rate": "generators",
+    "onoff": "generators", "poisson": "generators", "sessions": "generators",
+    "sharegpt_sessions": "generators",
+    "Empirical": "lengths", "Fixed": "lengths", "LengthDistribution": "lengths",
+    "LogNormal": "lengths", "Uniform": "lengths",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'servoir.workload' has no attribute '{name}'")
+    return getattr(importlib.import_module(f"servoir.workload.{module}"), name)
+
 
 __all__ = [
     "BUILTIN_TRACES",
