@@ -27,8 +27,18 @@ def cdiv(a: int, b: int) -> int:
 def reference_run(arrival, prompt, output, *, lat, max_num_seqs, max_num_batched_tokens,
                   block_size, num_blocks, enable_chunked_prefill=True, pp=1,
                   max_iterations=2_000_000, scheduler=None, predicted=None, tenant=None,
-                  reserve_full_prompt=False):
-    """Returns dict of lists: first_token_at, finish_at, first_scheduled_at, num_preemptions."""
+                  reserve_full_prompt=False, async_scheduling=False, cache_preempted=False):
+    """Returns dict of lists: first_token_at, finish_at, first_scheduled_at, num_preemptions.
+
+    ``async_scheduling``: each iteration is formed from what the scheduler knew when the
+    previous iteration started (arrivals up to then; requests that finished at its end still
+    hold their slots and blocks), except when nothing was formed, where the engine reads its
+    queue at once.
+
+    ``cache_preempted``: the free blocks are a queue of named blocks (new ones from its head,
+    freed ones to its tail, a request's in reverse order); a preempted request readmitted
+    reuses its first full blocks still in the queue instead of recomputing them.
+    """
     custom = scheduler is not None and hasattr(scheduler, "select")
     pred = [math.nan] * len(arrival) if predicted is None else [float(x) for x in predicted]
     ten = [None] * len(arrival) if tenant is None else list(tenant)
@@ -60,6 +70,27 @@ def reference_run(arrival, prompt, output, *, lat, max_num_seqs, max_num_batched
             not prefill_pending[r]
 
     prefill_pending = [True] * n
+    # Free-block queue (cache_preempted): one entry per block, (owner, index in its request);
+    # owner -1 for blocks no request will look up.
+    fq = [(-1, 0)] * num_blocks
+
+    def fq_alloc(k):
+        del fq[:k]
+
+    def fq_free(r, blocks, full):
+        if cache_preempted:
+            fq.extend((r if j < full else -1, j) for j in range(blocks - 1, -1, -1))
+
+    def fq_hit(r):
+        have = {j for o, j in fq if o == r}
+        h = 0
+        while h in have:
+            h += 1
+        return h
+
+    def fq_take(r, hb):
+        fq[:] = [e for e in fq if not (e[0] == r and e[1] < hb)]
+        fq[:] = [(-1, 0) if o == r else (o, j) for o, j in fq]
 
     def enqueue(r):
         nonlocal seq
@@ -74,6 +105,7 @@ def reference_run(arrival, prompt, output, *, lat, max_num_seqs, max_num_batched
     def preempt(r):
         nonlocal used
         del running[r]
+        fq_free(r, held[r], computed[r] // bs)
         used -= held[r]
         held[r] = 0
         computed[r] = 0
@@ -97,16 +129,26 @@ def reference_run(arrival, prompt, output, *, lat, max_num_seqs, max_num_batched
         return -1
 
     decision = True  # may a `select` policy admit at this iteration boundary?
+    idle = True  # async: nothing in flight, so the scheduler sees every arrival up to t
+    prev_start = -math.inf  # async: start of the last iteration
+    held_slots = held_blocks = 0  # async: finished at the last boundary, freed after it
     for _ in range(max_iterations):
-        while nxt < n and arrival[nxt] <= t:
+        cutoff = t if idle or not async_scheduling else prev_start + 1e-9
+        while nxt < n and arrival[nxt] <= cutoff:
             enqueue(nxt)
             nxt += 1
             decision = True
         if not running and not waiting:
+            held_slots = held_blocks = 0
+            if async_scheduling and not idle and nxt < n and arrival[nxt] <= t:
+                idle = True  # nothing formed: the engine reads its queue now
+                continue
             if nxt >= n:
                 break
             t = arrival[nxt]
+            idle = True
             continue
+        used += held_blocks
         budget = max_num_batched_tokens
         preempted = False
         exclude: set[int] = set()
@@ -117,20 +159,25 @@ def reference_run(arrival, prompt, output, *, lat, max_num_seqs, max_num_batched
         # The two helpers below are defined and called within one iteration, so they see this
         # iteration's ``used``, ``t``, ``exclude`` and ``chunks`` (B023 does not apply).
         def first_chunk(r, budget):
-            """(tokens, blocks) of r's first chunk if it can be admitted now, else None."""
+            """(tokens, blocks, cached tokens) of r's first chunk if it can be admitted now."""
             need_tokens = prompt[r] + gen[r]
+            h = min(fq_hit(r), (need_tokens - 1) // bs) * bs if cache_preempted else 0
             if enable_chunked_prefill:
-                c = min(need_tokens, budget)
-            elif need_tokens <= budget:
-                c = need_tokens
+                c = min(need_tokens - h, budget)
+            elif need_tokens - h <= budget:
+                c = need_tokens - h
             else:
                 return None
-            need = cdiv(c, bs)
+            need = cdiv(h + c, bs)
             fit = cdiv(need_tokens, bs) if reserve_full_prompt else need
-            return None if fit > num_blocks - used - dec_need() else (c, need)  # noqa: B023
+            return None if fit > num_blocks - used - dec_need() else (c, need, h)  # noqa: B023
 
-        def admit(r, c, need):
+        def admit(r, c, need, h):
             nonlocal seq, used, budget
+            if cache_preempted:
+                fq_take(r, h // bs)
+                fq_alloc(need - h // bs)
+                computed[r] = h
             seq += 1
             running[r] = seq
             if math.isnan(first_sched[r]):
@@ -170,6 +217,8 @@ def reference_run(arrival, prompt, output, *, lat, max_num_seqs, max_num_batched
             exclude.add(r)
             held[r] += need
             used += need
+            if cache_preempted:
+                fq_alloc(need)
             chunks.append((r, c))
             budget -= c
         decs = [r for r in running if is_dec(r)]
@@ -193,23 +242,34 @@ def reference_run(arrival, prompt, output, *, lat, max_num_seqs, max_num_batched
                 waiting = [e for e in waiting if e[2] not in admitted]
                 heapq.heapify(waiting)
         elif not preempted:
-            while waiting and budget > 0 and len(running) < max_num_seqs:
+            while waiting and budget > 0 and len(running) + held_slots < max_num_seqs:
                 r = waiting[0][2]
                 first = first_chunk(r, budget)
                 if first is None:
                     break
                 heapq.heappop(waiting)
                 admit(r, *first)
+        used -= held_blocks
+        released = held_slots > 0
+        held_slots = held_blocks = 0
         if not chunks and not decs:
+            if async_scheduling and not idle and (released or (nxt < n and arrival[nxt] <= t)):
+                idle = True  # nothing formed: the engine reads its queue now
+                continue
             if nxt >= n:
                 break
             t = arrival[nxt]
+            idle = True
             continue
+        prev_start = t
+        idle = False
         # Decode blocks now.
         for r in decs:
             g = cdiv(computed[r] + 1, bs) - held[r]
             held[r] += g
             used += g
+            if cache_preempted:
+                fq_alloc(g)
         ntok = len(decs) + sum(c for _, c in chunks)
         work = sum(c * computed[r] + c * (c + 1) / 2 for r, c in chunks)
         attended = sum(computed[r] + 1 for r in decs)
@@ -236,6 +296,10 @@ def reference_run(arrival, prompt, output, *, lat, max_num_seqs, max_num_batched
         for r in done:
             finish[r] = t
             del running[r]
+            if async_scheduling:
+                held_slots += 1
+                held_blocks += held[r]
+            fq_free(-1, held[r], 0)
             used -= held[r]
             held[r] = 0
             fin_since.append((r, gen[r], ten[r]))

@@ -31,6 +31,8 @@ engines = st.fixed_dictionaries({
     "pp": st.sampled_from([1, 2]),
     "reserve": st.booleans(),
     "skew": st.sampled_from([0.0, 0.0, 0.3]),
+    "async": st.booleans(),
+    "cache": st.booleans(),
 })
 
 
@@ -43,7 +45,9 @@ def _setup(p: dict) -> tuple:
     if not p["chunked"]:
         budget = max(budget, need)
     eng = EngineParams(p["max_num_seqs"], budget, bs, blocks, p["chunked"], p["pp"],
-                       reserve_full_prompt=p.get("reserve", False))
+                       reserve_full_prompt=p.get("reserve", False),
+                       async_scheduling=p.get("async", False),
+                       cache_preempted=p.get("cache", False))
     return w, eng
 
 
@@ -59,7 +63,9 @@ def test_event_skipping_matches_per_iteration_reference(p: dict) -> None:
                         max_num_batched_tokens=eng.max_num_batched_tokens,
                         block_size=eng.block_size, num_blocks=eng.num_blocks,
                         enable_chunked_prefill=eng.enable_chunked_prefill, pp=eng.pp,
-                        reserve_full_prompt=eng.reserve_full_prompt)
+                        reserve_full_prompt=eng.reserve_full_prompt,
+                        async_scheduling=eng.async_scheduling,
+                        cache_preempted=eng.cache_preempted)
     for key in ("first_token_at", "finish_at", "first_scheduled_at", "num_preemptions"):
         np.testing.assert_allclose(res.requests[key], np.array(ref[key], dtype=float),
                                    rtol=1e-9, atol=1e-9, err_msg=key)
@@ -140,7 +146,8 @@ def test_policy_admission_matches_per_iteration_reference(p: dict, name: str, si
     from servoir.sim import Cluster, collect
     from servoir.workload import Workload
 
-    w0, eng = _setup(p)
+    # The reference mirrors async scheduling and the preempted prefix cache for FCFS only.
+    w0, eng = _setup({**p, "async": False, "cache": False})
     rng = np.random.default_rng(p["seed"] + 1)
     tenants = np.array([f"t{k}" for k in rng.integers(0, 3, len(w0))], dtype=object)
     w = Workload(w0.arrival_at, w0.num_prompt_tokens, w0.num_output_tokens, tenant=tenants)

@@ -247,8 +247,8 @@ class TableLatency:
 
     def __init__(self, base: LatencyModel, dense_knots: np.ndarray, dense_us: np.ndarray,
                  layers: int, head: tuple[float, float], p_axes: tuple[np.ndarray, np.ndarray],
-                 p_us: np.ndarray, d_axes: tuple[np.ndarray, np.ndarray], d_us: np.ndarray
-                 ) -> None:
+                 p_us: np.ndarray, d_axes: tuple[np.ndarray, np.ndarray], d_us: np.ndarray,
+                 dec_lines: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
         self.base = base
         self.model, self.gpu, self.tp = base.model, base.gpu, base.tp
         self.kv_coef_s = base.kv_coef_s
@@ -262,6 +262,19 @@ class TableLatency:
         self._head = head
         self._p_axes, self._p_us = p_axes, p_us
         self._d_axes, self._d_us = d_axes, d_us  # per chunk size: [(pc, axes, grid)]
+        # Pure-decode attention per profiled decode count n: c0[n] + c1[n] * K (microseconds
+        # per layer, K = attended decode KV tokens), linear in n between the profiled counts.
+        self._dec = dec_lines
+
+    def _dec_line(self, n: int) -> tuple[float, float]:
+        ns, c0, c1 = self._dec  # type: ignore[misc]
+        return float(np.interp(n, ns, c0)), float(np.interp(n, ns, c1))
+
+    def kv_coef(self, num_seqs: int) -> float:
+        """Seconds per attended decode-KV token of a pure-decode step of ``num_seqs``."""
+        if self._dec is None:
+            return self.kv_coef_s
+        return self._layers * self._dec_line(num_seqs)[1] * US
 
     def _decode_extra(self, pc: float, nd: int, kd: float) -> float:
         """The decodes' extra in a mixed step, linear between the profiled chunk sizes."""
@@ -289,19 +302,26 @@ class TableLatency:
                   prefill_attn_work: float) -> float:
         """Seconds of one iteration."""
         if prefill_attn_work <= 0:
-            return self.base.step_time(num_tokens, num_seqs, decode_kv_tokens, 0.0)
+            if self._dec is None or num_seqs <= 0:
+                return self.base.step_time(num_tokens, num_seqs, decode_kv_tokens, 0.0)
+            c0, c1 = self._dec_line(num_seqs)
+            return (self._dense(num_tokens) + self._head[0] + self._head[1] * num_seqs
+                    + self._layers * (c0 + c1 * decode_kv_tokens)) * US
         nd = num_seqs - 1 if decode_kv_tokens > 0 else 0
         pc = max(num_tokens - nd, 1)
         kp = max((prefill_attn_work - pc * (pc + 1) / 2) / pc, 0.0)
         attn = _bilinear(self._p_axes, self._p_us, pc, kp)
         if nd > 0:
             attn += self._decode_extra(pc, nd, decode_kv_tokens / nd)
-        dense = float(np.interp(num_tokens, self._dense_knots, self._dense_us))
-        if num_tokens > self._dense_knots[-1]:  # extend the last segment
-            k, u = self._dense_knots, self._dense_us
-            dense = u[-1] + (u[-1] - u[-2]) / (k[-1] - k[-2]) * (num_tokens - k[-1])
         head = self._head[0] + self._head[1] * num_seqs
-        return (dense + self._layers * attn + head) * US
+        return (self._dense(num_tokens) + self._layers * attn + head) * US
+
+    def _dense(self, num_tokens: int) -> float:
+        """Token-parallel microseconds (dense ops, norms, communication) of a step."""
+        k, u = self._dense_knots, self._dense_us
+        if num_tokens > k[-1]:  # extend the last segment
+            return float(u[-1] + (u[-1] - u[-2]) / (k[-1] - k[-2]) * (num_tokens - k[-1]))
+        return float(np.interp(num_tokens, k, u))
 
 
 def _bilinear(axes: tuple[np.ndarray, np.ndarray], values: np.ndarray, x: float,
@@ -369,4 +389,24 @@ def table_latency(perf_dir: Path, spec: ModelSpec, gpu: GpuSpec, tp: int, ep: in
     seq_x = np.unique(s)
     seq_y = np.array([per_seq["time_us"][s == v].sum() for v in seq_x])
     return TableLatency(base, knots, dense_us, spec.num_layers, _linear(seq_x, seq_y),
-                        p_axes, p_us, d_axes, d_us)
+                        p_axes, p_us, d_axes, d_us, _decode_lines(att))
+
+
+def _decode_lines(att: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pure-decode attention per profiled decode count ``n``: ``c0 + c1 * K`` (K = n (kv + 1)
+    attended tokens), least squares on relative error over the KV lengths a serving step has
+    (128 to 8,192 per sequence). One line per ``n`` follows the table where a single plane
+    over all ``n`` cannot (it misses mid-sized batches by up to 13%), and stays linear in K
+    for a fixed batch, as the engine's decode stretches need."""
+    pc, nd, kd, t = (att[k] for k in ("prefill_chunk", "n_decode", "kv_decode", "time_us"))
+    ok = (pc == 0) & (nd >= 1) & (kd >= 128) & (kd <= 8192) & (t > 0)
+    ns, c0, c1 = [], [], []
+    for n in np.unique(nd[ok]):
+        m = ok & (nd == n)
+        if len(np.unique(kd[m])) < 2:
+            continue
+        (a, b), _ = _lsq_rel(np.column_stack([np.ones(m.sum()), n * (kd[m] + 1)]), t[m])
+        ns.append(float(n))
+        c0.append(max(float(a), 0.0))
+        c1.append(max(float(b), 0.0))
+    return np.array(ns), np.array(c0), np.array(c1)

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 from servoir.policies.scheduling.lookahead import BatchView, make_view
+from servoir.sim.free_queue import FreeQueue
 from servoir.sim.state import FINISHED, RUNNING, WAITING, RequestState
 from servoir.views import RequestView
 
@@ -47,11 +48,13 @@ class EngineParams:
     """Plain engine settings read in the hot loop (built from the pydantic config)."""
 
     __slots__ = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_blocks",
-                 "enable_chunked_prefill", "pp", "reserve_full_prompt", "async_scheduling")
+                 "enable_chunked_prefill", "pp", "reserve_full_prompt", "async_scheduling",
+                 "cache_preempted")
 
     def __init__(self, max_num_seqs: int, max_num_batched_tokens: int, block_size: int,
                  num_blocks: int, enable_chunked_prefill: bool = True, pp: int = 1,
-                 reserve_full_prompt: bool = False, async_scheduling: bool = False) -> None:
+                 reserve_full_prompt: bool = False, async_scheduling: bool = False,
+                 cache_preempted: bool = False) -> None:
         if num_blocks < 1:
             raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")
         self.max_num_seqs = max_num_seqs
@@ -66,6 +69,9 @@ class EngineParams:
         # vLLM 0.19's async scheduling: step j+1 is formed while step j runs, from what the
         # scheduler knew when step j started (see Instance._decide).
         self.async_scheduling = async_scheduling
+        # vLLM's prefix cache (on by default) keeps a preempted request's freed blocks until
+        # they are reused; readmitted, it recomputes only what was evicted (sim/free_queue.py).
+        self.cache_preempted = cache_preempted
 
 
 class _Plan:
@@ -163,6 +169,8 @@ class Instance:
         self.cutoff = -math.inf
         self.cutoff_at = math.nan
         self.queued_at: dict[int, float] = {}
+        self.fq = FreeQueue(params.num_blocks) if params.cache_preempted else None
+        self.held_in_used = 0  # async: held blocks counted in `used` during a decision
         self.s_time = array("d")
         self.s_running = array("q")
         self.s_waiting = array("q")
@@ -372,15 +380,22 @@ class Instance:
         """Recompute preemption: free all of ``rid``'s blocks and requeue it."""
         st = self.st
         del self.running[rid]
+        fq = self.fq
+        if fq is not None:
+            self._fq_sync()
         if rid in self.phase:
             # Decoding: derive its progress at the current iteration, leave the aggregates.
             adv = self.it - st.base_it[rid]
             comp = st.computed[rid] + adv
             st.gen[rid] += adv
             self._remove_decoder(rid, comp)
+            freed = -(-comp // self.bs)
         else:
             self.prefilling.remove(rid)
             self.used -= st.held[rid]
+            comp, freed = st.computed[rid], st.held[rid]
+        if fq is not None:
+            fq.push(freed, comp // self.bs, rid)
         st.computed[rid] = 0
         st.held[rid] = 0
         st.epoch[rid] += 1
@@ -388,6 +403,10 @@ class Instance:
         self.num_preemptions += 1
         st.status[rid] = WAITING
         self._enqueue(rid, now)
+
+    def _fq_sync(self) -> None:
+        """Bring the free-block queue up to the allocations made since its last sync."""
+        self.fq.sync(self.total_blocks - self.used + self.held_in_used)  # type: ignore[union-attr]
 
     def _remove_decoder(self, rid: int, comp: int) -> None:
         ph = self.phase.pop(rid)
@@ -406,6 +425,8 @@ class Instance:
         # Decode aggregates advance k iterations.
         if self.step_stretch:
             self.used += self._new_blocks(k)
+        if self.fq is not None:
+            self._fq_sync()
         self.it += k
         self.K += self.n_dec * k
         self.num_steps += 1
@@ -427,6 +448,8 @@ class Instance:
             st.gen[rid] += adv
             st.computed[rid] = comp
             self._remove_decoder(rid, comp)
+            if self.fq is not None:
+                self.fq.push(-(-comp // self.bs))
             if self.async_:
                 self.held_slots += 1
                 self.held_blocks += -(-comp // self.bs)
@@ -462,6 +485,8 @@ class Instance:
                 if g >= st.output[rid]:
                     del self.running[rid]
                     self.used -= st.held[rid]
+                    if self.fq is not None:
+                        self.fq.push(st.held[rid])
                     if self.async_:
                         self.held_slots += 1
                         self.held_blocks += st.held[rid]
@@ -502,6 +527,7 @@ class Instance:
                 self.cutoff = now - max(self.step_a - self.step_b, 0.0)
             self._promote(self.cutoff)
             self.used += self.held_blocks
+            self.held_in_used = self.held_blocks
         plan = _Plan(self.p.max_num_batched_tokens)
         self._room_for_decodes(plan, now)
         self._schedule_prefills(plan, now)
@@ -513,7 +539,7 @@ class Instance:
         released = self.held_slots > 0
         if self.async_:
             self.used -= self.held_blocks
-            self.held_slots = self.held_blocks = 0
+            self.held_slots = self.held_blocks = self.held_in_used = 0
             self.force_one = bool(self.inbox) or (released and bool(self.waiting))
         if self.check:
             self._check_invariants(plan.ntok, plan.chunks, plan.need_dec)
@@ -584,25 +610,30 @@ class Instance:
             heapq.heappop(w)
             self._admit_one(plan, rid, *first, now)
 
-    def _first_chunk(self, rid: int, plan: _Plan) -> tuple[int, int] | None:
-        """(tokens, blocks) of ``rid``'s first chunk if it can be admitted now, else None:
-        the chunk must fit the budget (whole, without chunked prefill) and its blocks (with
-        ``reserve_full_prompt``: the whole prompt's) the free blocks."""
+    def _first_chunk(self, rid: int, plan: _Plan) -> tuple[int, int, int] | None:
+        """(tokens, blocks, cached tokens) of ``rid``'s first chunk if it can be admitted now,
+        else None: the chunk must fit the budget (whole, without chunked prefill) and its
+        blocks (with ``reserve_full_prompt``: the whole prompt's) the free blocks. A preempted
+        request's prefix still in the prefix cache (``cache_preempted``) is not recomputed."""
         p, st = self.p, self.st
         need_tokens = st.prompt[rid] + st.gen[rid]
+        h = 0
+        if self.fq is not None:
+            self._fq_sync()
+            h = min(self.fq.hit(rid), (need_tokens - 1) // self.bs) * self.bs
         if p.enable_chunked_prefill:
-            c = min(need_tokens, plan.budget)
-        elif need_tokens <= plan.budget:
-            c = need_tokens
+            c = min(need_tokens - h, plan.budget)
+        elif need_tokens - h <= plan.budget:
+            c = need_tokens - h
         else:
             return None
-        need = -(-c // self.bs)
+        need = -(-(h + c) // self.bs)
         fit = -(-need_tokens // self.bs) if p.reserve_full_prompt else need
         if fit > self.total_blocks - self.used - plan.need_dec:
             return None
-        return c, need
+        return c, need, h
 
-    def _admit_one(self, plan: _Plan, rid: int, c: int, need: int, now: float) -> None:
+    def _admit_one(self, plan: _Plan, rid: int, c: int, need: int, h: int, now: float) -> None:
         st = self.st
         self.seq += 1
         self.running[rid] = self.seq
@@ -611,7 +642,10 @@ class Instance:
         if st.first_scheduled_at[rid] != st.first_scheduled_at[rid]:  # NaN: first time
             st.first_scheduled_at[rid] = now
         self.prefilling.append(rid)
-        self._add_chunk(plan, rid, c, 0, need)
+        if self.fq is not None:
+            self.fq.take(rid, h // self.bs)
+            st.computed[rid] = h
+        self._add_chunk(plan, rid, c, h, need)
 
     # ------------------------------------------------------------------ policy admission
     def _run_row(self, rid: int) -> tuple[int, int, int, float, Any]:

@@ -76,9 +76,11 @@ def predict(bundle: Bundle | str | Path) -> Prediction:
     latency = table_latency(b.perf_dir(), spec, gpu, b.tp, ep=ep,
                             max_tokens=b.max_num_batched_tokens)
     blocks = kv_blocks(b)
-    # vLLM 0.19 defaults: chunked prefill, scheduler_reserve_full_isl.
+    # vLLM 0.19 defaults: chunked prefill, scheduler_reserve_full_isl, async scheduling,
+    # prefix caching (here: a preempted request finds its blocks not yet reused).
     engine = EngineParams(b.max_num_seqs, b.max_num_batched_tokens, b.block_size, blocks,
-                          True, 1, reserve_full_prompt=True)
+                          True, 1, reserve_full_prompt=True, async_scheduling=True,
+                          cache_preempted=True)
     router = create("routing", "vllm_score")  # vLLM's DP balancer: 4 * waiting + running
     cluster: Any
     if b.expert_parallel and b.dp > 1:
@@ -94,7 +96,14 @@ def predict(bundle: Bundle | str | Path) -> Prediction:
     res = collect(cluster)
     r = res.requests
     tpot = r["tpot_s"][~np.isnan(r["tpot_s"])]
-    return Prediction(b, {"ttft_s": r["ttft_s"], "tpot_s": tpot, "e2e_s": r["e2e_s"]},
+    # The bundles time TTFT and E2E from queued_ts: when the engine core took the request from
+    # its input queue, which it reads between steps (the end of the step in progress).
+    queued = r["arrival_at"].copy()
+    for inst in cluster.instances:
+        for rid, t in getattr(inst, "queued_at", {}).items():
+            queued[rid] = t
+    ttft, e2e = r["first_token_at"] - queued, r["finish_at"] - queued
+    return Prediction(b, {"ttft_s": ttft, "tpot_s": tpot, "e2e_s": e2e},
                       res.series, res.span_s(), time.perf_counter() - t0, blocks,
                       int(r["num_preemptions"].sum()))
 
