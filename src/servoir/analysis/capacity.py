@@ -73,7 +73,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -390,6 +390,7 @@ class RunningBatch:
     iters: np.ndarray
     prefill_work_per_token: float
     latency: Any
+    time_scale: float = 1.0  # iteration times are multiplied by this (see calibrated)
 
     @classmethod
     def of(cls, cap: Capacity, latency: Any, limits: EngineLimits, prompt: ArrayLike,
@@ -400,9 +401,30 @@ class RunningBatch:
         k = max(1, len(s) // max_sample)
         s, o = s[::k], o[::k]
         nch = -(-s // m.chunk)
-        return cls(float(limits.max_num_seqs), float(limits.kv_tokens),
-                   float(limits.max_num_batched_tokens), s.astype(float), nch.astype(float),
-                   (nch + o - 1).astype(float), m.mean_prefill_work / m.mean_prompt, latency)
+        raw = cls(float(limits.max_num_seqs), float(limits.kv_tokens),
+                  float(limits.max_num_batched_tokens), s.astype(float), nch.astype(float),
+                  (nch + o - 1).astype(float), m.mean_prefill_work / m.mean_prompt, latency)
+        return raw.calibrated(cap.mu_rps, cap.step_time_s)
+
+    def saturated_rps(self, step_s: float, num_points: int = 400) -> float:
+        """Completions per second of the fluid under a steady 2x overload (second half of a
+        run ten mean lifetimes long)."""
+        guess = float(self.max_seqs / max(self.iters.mean(), 1.0) / step_s)
+        dt = 10.0 * float(self.iters.mean()) * step_s / num_points
+        counts = np.full(num_points, 2.0 * guess * dt)
+        waiting = self.fluid(counts, dt, 1)[0]
+        adm = counts - np.diff(np.concatenate(([0.0], waiting)))
+        h = num_points // 2
+        return float(adm[h:].sum() / ((num_points - h) * dt))
+
+    def calibrated(self, mu_rps: float, step_s: float) -> RunningBatch:
+        """The same batch with iteration times scaled so that its saturated throughput is
+        ``mu_rps`` (the capacity model's): the fluid then differs from the Lindley queue at
+        rate ``mu`` only in how a run's start fills the batch."""
+        sat = self.saturated_rps(step_s)
+        if not (sat > 0 and math.isfinite(sat)):
+            return self
+        return replace(self, time_scale=self.time_scale * sat / mu_rps)
 
     def kernels(self, max_age: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(ages, alive, held)``: per admitted request, the fraction still in the batch and
@@ -432,6 +454,7 @@ class RunningBatch:
         ages, alive, held = self.__dict__["_kern"]
         mean_s = float(self.prompts.mean())
         step = self.latency.step_time
+        scale = self.time_scale
         m = len(counts)
         out, seqs_k, kv_k = np.empty(m), np.empty(m), np.empty(m)
         adm = np.zeros(m)
@@ -446,10 +469,10 @@ class RunningBatch:
                 kv = float(adm[:k] @ np.interp(lag, ages, held, right=0.0))
             else:
                 seqs = kv = 0.0
-            t0 = step(max(seqs, 1.0), max(seqs, 1.0), kv, 0.0)
+            t0 = step(max(seqs, 1.0), max(seqs, 1.0), kv, 0.0) * scale
             room = max(1.0, self.budget - seqs)
             per_tok = (step(seqs + room, seqs + 1, kv, room * self.prefill_work_per_token)
-                       - t0) / room
+                       * scale - t0) / room
             ad = min(q, room * dt / ((t0 + per_tok * room) * mean_s),
                      max(0.0, self.max_seqs - seqs), max(0.0, self.kv_tokens - kv) / mean_s)
             frac = min(0.999, per_tok * ad * mean_s / dt)  # share of the bin spent on prompts
