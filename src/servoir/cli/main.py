@@ -4,7 +4,6 @@ Bad input exits with status 2 and one line on stderr naming the file, line or fi
 traceback.
 """
 
-from __future__ import annotations
 
 import json
 import sys
