@@ -29,8 +29,8 @@ from servoir.analysis.capacity import (
     RunningBatch,
     instance_capacity,
     min_instances_fluid,
-    slo_min_instances,
 )
+from servoir.analysis.slo import slo_min_instances
 from servoir.config import SimConfig, load_config
 from servoir.errors import InputError
 from servoir.experiments.run import build, build_workload, run

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from servoir.analysis.capacity import trace_latencies
+from servoir.analysis.slo import trace_latencies
 from servoir.cli.main import app
 from servoir.config import load_config
 from servoir.experiments.planning import capacity_of
