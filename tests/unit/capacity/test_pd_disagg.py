@@ -7,7 +7,7 @@ import pytest
 
 from servoir.analysis.pd import PoolRates, colocated_lp, disaggregated_lp, split_for_rate
 from servoir.config import load_config
-from servoir.experiments.planning import pd_sim_point
+from servoir.experiments.pd_planning import pd_sim_point
 from servoir.experiments.run import run
 from servoir.rng import stream
 from servoir.workload import generators as gen

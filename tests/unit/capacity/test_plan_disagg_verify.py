@@ -9,7 +9,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from servoir.cli.main import app
-from servoir.experiments.planning import verify_split
+from servoir.experiments.pd_planning import verify_split
 from servoir.rng import stream
 from servoir.workload import generators as gen
 from servoir.workload import lengths as ln
