@@ -40,14 +40,30 @@ def register(obj: T) -> T:
     return obj
 
 
+# Built-in policies by name -> the module that registers them on import. ``get`` imports only
+# the one asked for (a run needs one router and one scheduler; importing every policy, HiGHS
+# models included, is a tenth of a short run's start-up). A test checks this table against what
+# the modules register.
+BUILTIN_MODULES: dict[str, dict[str, str]] = {
+    "routing": {n: f"servoir.policies.routing.{m}" for n, m in (
+        ("bf_io", "bf_io"), ("bf_io_greedy", "bf_io_greedy"), ("jsq", "jsq"),
+        ("least_outstanding_tokens", "least_outstanding"), ("power_of_two", "power_of_two"),
+        ("prefix_aware", "prefix_aware"), ("round_robin", "round_robin"),
+        ("vllm_score", "vllm_score"))},
+    "scheduling": {n: f"servoir.policies.scheduling.{n}" for n in (
+        "a_max", "a_min", "fcfs", "gsa", "mc_sf", "priority", "sjf", "sorted_f", "vtc")},
+}
+
+
 def _load_builtins() -> None:
-    # The built-in policy modules register themselves on import; importing the families'
-    # packages here (not at module top) keeps registry.py in the base layer (no upward import).
+    # The built-in policy modules register themselves on import; importing them here (not at
+    # module top) keeps registry.py in the base layer (no upward import).
     global _BUILTINS_LOADED
     if not _BUILTINS_LOADED:
         _BUILTINS_LOADED = True
-        importlib.import_module("servoir.policies.routing")
-        importlib.import_module("servoir.policies.scheduling")
+        for table in BUILTIN_MODULES.values():
+            for module in table.values():
+                importlib.import_module(module)
 
 
 def _load_plugins() -> None:
@@ -77,6 +93,13 @@ def get(family: str, name: str) -> Any:
         except (ImportError, AttributeError) as e:
             raise InputError(f"cannot import policy '{name}': {e}") from e
         return obj
+    found = _REGISTRY.get(family, {}).get(name)
+    if found is not None:
+        return found
+    module = BUILTIN_MODULES.get(family, {}).get(name)
+    if module is not None:
+        importlib.import_module(module)
+        return _REGISTRY[family][name]
     valid = names(family)
     if name not in _REGISTRY[family]:
         raise UnknownNameError(f"{family} policy", name, valid)

@@ -245,3 +245,25 @@ def test_bad_params_fail_when_the_run_is_built() -> None:
     )
     with pytest.raises(InputError, match="bad parameters"):
         build(cfg)
+
+
+def test_builtin_table_matches_what_the_modules_register() -> None:
+    """``BUILTIN_MODULES`` (what ``get`` imports per name) names exactly the built-ins, each
+    registered by the module the table says, in a fresh process that loads one policy."""
+    import subprocess
+    import sys
+
+    code = textwrap.dedent("""
+        import sys
+        from servoir import registry
+        registry.create("scheduling", "fcfs")
+        loaded = sorted(m for m in sys.modules if m.startswith("servoir.policies.scheduling."))
+        print(loaded)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['servoir.policies.scheduling.fcfs']"
+    for family, table in registry.BUILTIN_MODULES.items():
+        registry.names(family)  # loads every built-in
+        registered = {n: c.__module__ for n, c in registry._REGISTRY[family].items()
+                      if c.__module__.startswith("servoir.policies.")}
+        assert registered == table

@@ -1,13 +1,21 @@
-"""Scheduling policies; importing this package registers the built-ins."""
+"""Scheduling policies. Each module registers its policy on import; the registry imports the
+one a run names (:data:`servoir.registry.BUILTIN_MODULES`), and the classes below load on
+first access (PEP 562), so importing one policy (or :mod:`.lookahead`) loads no other."""
 
-from servoir.policies.scheduling.a_max import AMax
-from servoir.policies.scheduling.a_min import AMin
-from servoir.policies.scheduling.fcfs import FCFS
-from servoir.policies.scheduling.gsa import GSA
-from servoir.policies.scheduling.mc_sf import MCSF
-from servoir.policies.scheduling.priority import Priority
-from servoir.policies.scheduling.sjf import SJF
-from servoir.policies.scheduling.sorted_f import SortedF
-from servoir.policies.scheduling.vtc import VTC
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_CLASSES = {"AMax": "a_max", "AMin": "a_min", "FCFS": "fcfs", "GSA": "gsa", "MCSF": "mc_sf",
+            "Priority": "priority", "SJF": "sjf", "SortedF": "sorted_f", "VTC": "vtc"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _CLASSES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'servoir.policies.scheduling' has no attribute '{name}'")
+    return getattr(importlib.import_module(f"servoir.policies.scheduling.{module}"), name)
+
 
 __all__ = ["FCFS", "GSA", "MCSF", "VTC", "AMax", "AMin", "Priority", "SJF", "SortedF"]
