@@ -423,20 +423,22 @@ class RunningBatch:
 
     def kernels(self, max_age: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(ages, alive, held)``: per admitted request, the fraction still in the batch and
-        the KV tokens it holds, after ``ages`` iterations (0, 1, ... up to ``max_age``).
-        A request of age ``u`` holds ``s + max(0, u - chunks)`` tokens (vLLM reserves the
-        whole prompt at admission)."""
+        the KV tokens it holds, after ``ages`` iterations (0, 1, ... up to ``max_age``, or a
+        grid of 2,048 ages when the longest lifetime is longer). A request of age ``u`` holds
+        ``s + max(0, u - chunks)`` tokens (vLLM reserves the whole prompt at admission)."""
         top = int(min(max_age, float(self.iters.max()))) + 2
-        ages = np.arange(top, dtype=float)
+        # Every age up to 2,048 iterations, then a grid of 2,048 (the callers interpolate).
+        ages = (np.arange(top, dtype=float) if top <= 2048
+                else np.linspace(0.0, float(top - 1), 2048))
         order = np.argsort(self.iters)
         it, sp, ch = self.iters[order], self.prompts[order], self.chunks[order]
-        alive = np.empty(top)
-        held = np.empty(top)
+        alive = np.empty(len(ages))
+        held = np.empty(len(ages))
         n = len(it)
-        for u in range(top):  # vectorised per age; requests sorted by lifetime
+        for i, u in enumerate(ages.tolist()):  # requests sorted by lifetime
             first = int(np.searchsorted(it, u, side="right"))
-            alive[u] = (n - first) / n
-            held[u] = float((sp[first:] + np.maximum(0.0, u - ch[first:])).sum()) / n
+            alive[i] = (n - first) / n
+            held[i] = float((sp[first:] + np.maximum(0.0, u - ch[first:])).sum()) / n
         return ages, alive, held
 
     def fluid(self, counts: np.ndarray, dt: float, n: int,
