@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 
 from servoir.sim.state import WAITING
-from servoir.sim.vidur_v0 import Batch, Group, VidurV0Instance
+from servoir.sim.vidur_v0 import Batch, VidurV0Instance
 
 INF = math.inf
 
@@ -46,6 +46,7 @@ class TwoStageVidurV0(VidurV0Instance):
         self.t1 = INF  # stage-1 end of b1 (its batch end)
         self.s1_start = -INF  # when b1 entered stage 1
         self.jump_end = INF  # end of the closed-form jump in progress (INF: none)
+        self.stretch_batches: list[Batch] = []
 
     # ------------------------------------------------------------------ driver interface
     def arrive(self, rid: int, now: float) -> None:
@@ -151,7 +152,7 @@ class TwoStageVidurV0(VidurV0Instance):
         if k < 2:
             return
         if b1 is None:
-            groups, period, times = [x], xt[0] + xt[1], [xt]
+            groups, period, batches = [x], xt[0] + xt[1], [b0]
             total_b = len(x.members)
         elif b1.group is not None and self.s1_start == now:
             y, yt = b1.group, b1.times
@@ -161,7 +162,7 @@ class TwoStageVidurV0(VidurV0Instance):
             k = min(k, y.fin[0][0] - y.r - 1, -(-m // 256) * 256 - m)
             if k < 2:
                 return
-            groups, period, times = [x, y], max(xt[0], yt[1]) + max(xt[1], yt[0]), [xt, yt]
+            groups, period, batches = [x, y], max(xt[0], yt[1]) + max(xt[1], yt[0]), [b0, b1]
             total_b = len(x.members) + len(y.members)
         else:
             return
@@ -175,7 +176,7 @@ class TwoStageVidurV0(VidurV0Instance):
         self.stretch_t0 = now
         self.stretch_period = period
         self.stretch_k = k
-        self.stretch_times = times
+        self.stretch_batches = batches  # they recur unchanged at every cycle start
         self.jump_end = now + k * period
         self.b0 = self.b1 = None
         self.t0 = self.t1 = INF
@@ -196,11 +197,11 @@ class TwoStageVidurV0(VidurV0Instance):
         self.num_steps += j * len(groups)
         self.stretch = None
         self.jump_end = INF
-        xt = self.stretch_times[0]
-        self.b0, self.t0 = Batch(xt, group=groups[0]), t + xt[0]
-        if len(groups) == 2:
-            yt = self.stretch_times[1]
-            self.b1, self.t1, self.s1_start = Batch(yt, group=groups[1]), t + yt[1], t
+        batches = self.stretch_batches
+        self.b0 = batches[0]
+        self.t0 = t + batches[0].times[0]
+        if len(batches) == 2:
+            self.b1, self.t1, self.s1_start = batches[1], t + batches[1].times[1], t
         return t
 
     def _end_jump(self) -> None:
@@ -224,4 +225,4 @@ class TwoStageVidurV0(VidurV0Instance):
         self.replaying = False
 
 
-__all__ = ["Group", "TwoStageVidurV0"]
+__all__ = ["TwoStageVidurV0"]
