@@ -291,7 +291,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 # Words YAML 1.1 (PyYAML) reads as booleans or null; any other identifier is a plain string.
-_YAML_WORDS = frozenset("y n yes no true false on off null".split())
+_YAML_WORDS = frozenset(["y", "n", "yes", "no", "true", "false", "on", "off", "null"])
 
 
 def yaml_scalar(raw: str, field: str | None = None) -> Any:
