@@ -208,17 +208,18 @@ def _collective_us(bytes_: np.ndarray, gpu: GpuSpec, ranks: int) -> np.ndarray:
 
 
 def _moe_curve(moe: dict[str, np.ndarray], spec: ModelSpec, tokens: np.ndarray,
-               ep: int) -> np.ndarray:
+               ep: int, routed: np.ndarray | None = None) -> np.ndarray:
     """The MoE block per layer on one rank: its local experts over the tokens routed to them.
 
     With ``ep`` ranks each holds ``E / ep`` experts; the ``ep * T`` tokens of a step (every rank
     runs ``T``) make ``T * k`` local expert assignments in expectation, hitting
     ``E/ep * (1 - (1 - k/E)^(ep*T))`` distinct local experts (each token picks ``k`` of ``E``).
-    The table is read at ``T`` tokens and that many activated experts (bilinear).
+    The table is read at ``T`` tokens and that many activated experts (bilinear). ``routed``:
+    the tokens of all ranks when they differ (default ``ep * T``).
     """
     e, k = spec.num_experts, spec.experts_per_token
     local = e / ep
-    active = local * (1 - (1 - k / e) ** (ep * tokens))
+    active = local * (1 - (1 - k / e) ** (ep * tokens if routed is None else routed))
     rows = np.unique(moe["activated_experts"])
     curves = []
     for r in rows:
@@ -265,6 +266,24 @@ class TableLatency:
         # Pure-decode attention per profiled decode count n: c0[n] + c1[n] * K (microseconds
         # per layer, K = attended decode KV tokens), linear in n between the profiled counts.
         self._dec = dec_lines
+        self._moe: tuple[dict[str, np.ndarray], ModelSpec, int] | None = None
+
+    def ep_moe_adjust(self, own_tokens: int, all_tokens: int) -> float:
+        """Seconds to add to a rank's step when the expert-parallel ranks run unequal token
+        counts (0 when they are equal, or without expert parallelism).
+
+        :meth:`step_time` charges a rank's MoE blocks as if every rank ran ``own_tokens``. With
+        vLLM's default exchange every rank's local experts work on the tokens of *all* ranks
+        (``all_tokens``), i.e. ``all_tokens / ep`` tokens' worth of local assignments; a lock-step
+        group (the step lasts as long as its slowest rank) passes the ranks' total here.
+        """
+        if self._moe is None or own_tokens <= 0:
+            return 0.0
+        moe, spec, ep = self._moe
+        fair = _moe_curve(moe, spec, np.array([all_tokens / ep]), ep,
+                          np.array([float(all_tokens)]))[0]
+        own = _moe_curve(moe, spec, np.array([float(own_tokens)]), ep)[0]
+        return self._layers * float(fair - own) * US
 
     def _dec_line(self, n: int) -> tuple[float, float]:
         ns, c0, c1 = self._dec  # type: ignore[misc]
@@ -388,8 +407,11 @@ def table_latency(perf_dir: Path, spec: ModelSpec, gpu: GpuSpec, tp: int, ep: in
     s = per_seq["sequences"]
     seq_x = np.unique(s)
     seq_y = np.array([per_seq["time_us"][s == v].sum() for v in seq_x])
-    return TableLatency(base, knots, dense_us, spec.num_layers, _linear(seq_x, seq_y),
-                        p_axes, p_us, d_axes, d_us, _decode_lines(att))
+    lat = TableLatency(base, knots, dense_us, spec.num_layers, _linear(seq_x, seq_y),
+                       p_axes, p_us, d_axes, d_us, _decode_lines(att))
+    if spec.is_moe and ep > 1:
+        lat._moe = (_read(perf_dir / "moe.csv"), spec, ep)
+    return lat
 
 
 def _decode_lines(att: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

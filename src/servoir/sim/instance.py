@@ -147,6 +147,7 @@ class Instance:
         self.step_a = 0.0  # time of first iteration (decode part incl. attended KV)
         self.step_b = 0.0  # increase of iteration time per iteration (c * n)
         self.step_chunks: list[tuple[int, int, int]] = []  # (rid, tokens, computed_before)
+        self.step_ntok = 0
         self.step_stretch = False
         self.a_cache: dict[int, float] = {}
         # Counters and series.
@@ -723,6 +724,7 @@ class Instance:
         self.step_b = b
         self.step_stretch = not (plan.chunks or plan.preempted)
         self.step_chunks = plan.chunks
+        self.step_ntok = plan.ntok  # tokens per iteration (a lock-step group reads it)
         self.busy = True
         self.step_t0 = now
         self.version += 1

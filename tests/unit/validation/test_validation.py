@@ -105,3 +105,42 @@ def test_compare_reports_every_metric_and_llmservingsim() -> None:
     # The bundles' README: TTFT p50 40,701.8 ms, TPOT p50 84.3 ms, E2E p50 98.6 s.
     assert np.percentile(m["ttft_s"], 50) == pytest.approx(40.7018, rel=1e-4)
     assert np.percentile(m["tpot_s"], 50) == pytest.approx(0.0843, rel=2e-3)
+
+
+def test_ep_moe_adjust_follows_the_tokens_of_all_ranks() -> None:
+    """With expert parallelism a rank's experts see every rank's tokens: no change when the
+    ranks run equal counts, cheaper MoE for a prefilling rank beside a decoding one."""
+    b = load_bundle("RTXPRO6000_Qwen3-30B-A3B-Instruct-2507")
+    lat = table_latency(b.perf_dir(), get_model(b.model), get_gpu(b.gpu), 1, ep=2)
+    assert abs(lat.ep_moe_adjust(128, 256)) < 1e-9
+    assert lat.ep_moe_adjust(1098, 1119) < -1e-3  # ~2.7 ms less over 48 layers
+    assert lat.ep_moe_adjust(21, 1119) > 0  # the decoding rank's experts work more
+    dense = load_bundle("RTXPRO6000_Llama-3.1-8B")
+    lm = table_latency(dense.perf_dir(), get_model(dense.model), get_gpu(dense.gpu), 1)
+    assert lm.ep_moe_adjust(1000, 1100) == 0.0
+
+
+def test_decode_attention_follows_the_table_per_batch_size() -> None:
+    """Pure-decode steps are linear in KV for a fixed batch (the engine's stretches need it)
+    and follow the profile's attention rows (8-128 sequences, 256-4,096 tokens each) closer
+    than one plane over all batch sizes: mean error 2.8-3.6% against 3.7-7.5%."""
+    from servoir.hardware.layer_tables import _attention_fit, _decode_lines
+
+    for name in BUNDLES:
+        b = load_bundle(name)
+        spec = get_model(b.model)
+        lat = table_latency(b.perf_dir(), spec, get_gpu(b.gpu), b.tp, ep=2 if "A3B" in name else 1)
+        for n in (16, 64):
+            k1, k2 = n * 1000, n * 2000
+            assert abs((lat.step_time(n, n, k2, 0.0) - lat.step_time(n, n, k1, 0.0))
+                       - lat.kv_coef(n) * (k2 - k1)) < 1e-12
+        att = _read(b.perf_dir() / "attention.csv")
+        a, (ns, c0, c1) = _attention_fit(att, 2048), _decode_lines(att)
+        pc, nd, kd, t = (att[k] for k in ("prefill_chunk", "n_decode", "kv_decode", "time_us"))
+        m = (pc == 0) & (nd >= 8) & (nd <= 128) & (kd >= 256) & (kd <= 4096)
+        kv = nd[m] * (kd[m] + 1)
+        plane = a["const"] + a["per_seq"] * nd[m] + a["kv"] * kv
+        line = np.interp(nd[m], ns, c0) + np.interp(nd[m], ns, c1) * kv
+        err_line, err_plane = np.abs(line / t[m] - 1), np.abs(plane / t[m] - 1)
+        assert err_line.mean() < 0.04 and err_line.max() < 0.12, name
+        assert err_line.mean() < err_plane.mean(), name
