@@ -192,10 +192,19 @@ def verify_disaggregated(cfg: SimConfig, w: Workload, start: tuple[int, int], *,
     SLO-compliant (:func:`verify_split` from the fluid split ``start``)."""
     (n_p, n_d), runs = verify_split(
         lambda p, d: sim_check_pd(cfg, w, p, d, slo_ttft, slo_tpot, link_gbps), start)
+    by = {(r["prefill_instances"], r["decode_instances"]): r for r in runs}
+    chosen = by[(n_p, n_d)]
+    # The neighbours one instance smaller (simulated by the search; absent when a pool has 1).
+    fewer = {name: by[k]["ok"] for name, k in (("one_fewer_prefill", (n_p - 1, n_d)),
+                                               ("one_fewer_decode", (n_p, n_d - 1))) if k in by}
     return {"fluid_prefill_instances": start[0], "fluid_decode_instances": start[1],
             "prefill_instances": n_p, "decode_instances": n_d,
             "disaggregated_instances": n_p + n_d,
-            "verify_disagg": {"verified": True, "runs": runs}}
+            "verify_disagg": {"verified": True, "stable": chosen["stable"],
+                              "slo_ok": chosen["slo_ok"], "queue_slope_per_s":
+                              chosen["queue_slope_per_s"], "ttft_p99_s": chosen["ttft_p99_s"],
+                              "tpot_p99_s": chosen["tpot_p99_s"], "neighbours_ok": fewer,
+                              "runs": runs}}
 
 
 # ---------------------------------------------------------------------- PD crossover

@@ -62,6 +62,9 @@ def test_plan_disagg_verify_matches_the_pd_simulator(tmp_path: Path) -> None:
             for r in out["verify_disagg"]["runs"]}
     assert runs[(p, d)]["ok"] and runs[(p, d)]["stable"]
     assert runs[(p, d)]["tpot_p99_s"] <= 0.03
+    v = out["verify_disagg"]
+    assert v["stable"] and v["slo_ok"] and v["tpot_p99_s"] <= 0.03
+    assert not any(v["neighbours_ok"].values())
     # Neither pool can lose an instance.
     for q, e in ((p - 1, d), (p, d - 1)):
         if q >= 1 and e >= 1:
