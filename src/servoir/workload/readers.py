@@ -121,9 +121,17 @@ class _Table:
     """Raw columns (strings for CSV, JSON values for JSONL) and each row's physical line."""
 
     def __init__(self, file: str, fmt: str, columns: dict[str, list[Any]],
-                 lines: list[int], is_json: bool) -> None:
-        self.file, self.fmt, self.columns, self.lines = file, fmt, columns, lines
+                 lines: list[int] | None, is_json: bool) -> None:
+        self.file, self.fmt, self.columns, self._lines = file, fmt, columns, lines
         self.is_json = is_json
+
+    @property
+    def lines(self) -> list[int]:
+        """Each row's physical line (for a CSV read on the fast path: found again on demand,
+        since only error messages need them)."""
+        if self._lines is None:
+            self._lines = _read_csv_rows(Path(self.file), len(self.columns))[1]
+        return self._lines
 
     def error(self, row: int, field: str, message: str) -> InputError:
         return InputError(message, file=self.file, line=self.lines[row], field=field)
@@ -161,8 +169,30 @@ def _read_csv(path: Path) -> _Table:
         if len(set(header)) != len(header):
             raise InputError(f"duplicate column names in header {header}", file=file, line=1)
         fmt = _detect(header, _CSV_FORMATS, file, 1, "column")
-        rows: list[list[str]] = []
-        lines: list[int] = []
+        try:
+            rows = list(reader)
+        except csv.Error:
+            rows = None  # the line-by-line pass below says where
+    n = len(header)
+    lines: list[int] | None = None
+    if rows is None or not all(len(row) == n for row in rows):
+        # Blank lines, a short row or malformed quoting: the careful pass, line by line.
+        rows, lines = _read_csv_rows(path, n)
+    if not rows:
+        raise InputError("empty file (no data rows)", file=file, line=1)
+    columns = {name: list(col) for name, col in zip(header, zip(*rows, strict=True), strict=True)}
+    return _Table(file, fmt, columns, lines, is_json=False)
+
+
+def _read_csv_rows(path: Path, n: int) -> tuple[list[list[str]], list[int]]:
+    """Data rows of a CSV with ``n`` columns and the line each starts on; skips blank lines and
+    raises a precise error (file, line) on a row of the wrong length or malformed quoting."""
+    file = str(path)
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        next(reader, None)
         end = reader.line_num
         try:
             for row in reader:
@@ -170,17 +200,14 @@ def _read_csv(path: Path) -> _Table:
                 start, end = end + 1, reader.line_num
                 if not row:
                     continue  # a blank line: not a data row
-                if len(row) != len(header):
-                    raise InputError(f"expected {len(header)} columns, got {len(row)}",
-                                     file=file, line=start)
+                if len(row) != n:
+                    raise InputError(f"expected {n} columns, got {len(row)}", file=file,
+                                     line=start)
                 rows.append(row)
                 lines.append(start)
         except csv.Error as exc:
             raise InputError(f"malformed CSV: {exc}", file=file, line=reader.line_num) from None
-    if not rows:
-        raise InputError("empty file (no data rows)", file=file, line=1)
-    columns = {name: list(col) for name, col in zip(header, zip(*rows, strict=True), strict=True)}
-    return _Table(file, fmt, columns, lines, is_json=False)
+    return rows, lines
 
 
 def _read_jsonl(path: Path) -> _Table:
