@@ -145,6 +145,14 @@ class EngineConfig(_Frozen):
     first chunk fits and may be preempted later."""
     enable_prefix_caching: bool = False
     """Reuse KV blocks of shared prefixes (not yet modelled; must stay false)."""
+    async_scheduling: bool = False
+    """vLLM 0.19's async scheduling: step j+1 is formed while step j runs, from what the
+    scheduler knew when step j started (a request arriving mid-step starts one step later; a
+    finished one holds its slot for one more decision). ``servoir validate`` turns it on."""
+    cache_preempted: bool = False
+    """The part of vLLM's prefix cache that matters without shared prefixes: a preempted
+    request's freed blocks stay cached until reused, and on readmission it recomputes only what
+    was evicted. ``servoir validate`` turns it on."""
     preemption_mode: Literal["recompute"] = "recompute"
     """What happens to a preempted request's KV (vLLM v1 recomputes)."""
     max_model_len: int | None = Field(default=None, gt=0)
@@ -166,6 +174,9 @@ class EngineConfig(_Frozen):
             raise ValueError("enable_prefix_caching is not modelled yet; set it to false")
         if self.preset == "vidur_v0" and self.block_size != 16:
             raise ValueError("vidur_v0 models Vidur's block size of 16")
+        if self.preset == "vidur_v0" and (self.async_scheduling or self.cache_preempted):
+            raise ValueError("vidur_v0 models Vidur's synchronous scheduler without a prefix "
+                             "cache; async_scheduling and cache_preempted must stay false")
         return self
 
 

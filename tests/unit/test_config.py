@@ -429,3 +429,17 @@ def test_yaml_scalar_equals_yaml(text: str) -> None:
     from servoir.config import yaml_scalar
 
     assert yaml_scalar(text) == yaml.safe_load(text)
+
+
+def test_vllm019_engine_flags_reach_the_engine() -> None:
+    """``engine.async_scheduling`` / ``engine.cache_preempted`` (what ``servoir validate``
+    turns on) are settable for simulate, and refused with the Vidur preset."""
+    from servoir.experiments.run import build
+
+    cfg = load_config(None, {"workload.num_requests": 5},
+                      ["engine.async_scheduling=true", "engine.cache_preempted=true"])
+    eng = build(cfg).engine
+    assert eng.async_scheduling and eng.cache_preempted
+    assert not build(load_config(None, {"workload.num_requests": 5})).engine.async_scheduling
+    with pytest.raises(InputError, match="synchronous"):
+        load_config(None, None, ["engine.preset=vidur_v0", "engine.async_scheduling=true"])

@@ -146,7 +146,9 @@ def build(cfg: SimConfig, workload: Workload | None = None) -> Built:
     if not chunked:
         max_model_len = min(max_model_len, tokens)
     engine = EngineParams(seqs, tokens, eng.block_size, num_blocks, chunked, hw.pp,
-                          reserve_full_prompt=eng.setting("scheduler_reserve_full_isl"))
+                          reserve_full_prompt=eng.setting("scheduler_reserve_full_isl"),
+                          async_scheduling=eng.async_scheduling,
+                          cache_preempted=eng.cache_preempted)
     r, s = cfg.cluster.router, cfg.instance.scheduler
     registry.create("routing", r.name, r.params)
     registry.create("scheduling", s.name, s.params)
