@@ -386,6 +386,7 @@ class RunningBatch:
     prefill_work_per_token: float
     latency: Any
     time_scale: float = 1.0  # iteration times are multiplied by this (see calibrated)
+    prompt_cost: bool = True  # False: admitted prompts cost budget but no time (PD decode)
 
     @classmethod
     def of(cls, cap: Capacity, latency: Any, limits: EngineLimits, prompt: ArrayLike,
@@ -446,6 +447,11 @@ class RunningBatch:
         """The batch fluid of :func:`min_instances_fluid` over bins of width ``dt`` with
         ``counts`` arrivals each, shared by ``n`` round-robin instances: per bin, the waiting
         requests (all instances), and the requests and KV tokens in one instance's batch."""
+        return self.fluid_path(counts, dt, n)[:3]
+
+    def fluid_path(self, counts: np.ndarray, dt: float, n: int) -> tuple[np.ndarray, ...]:
+        """:meth:`fluid` and, per bin, one instance's admissions and its iteration clock (the
+        iterations done before the bin starts)."""
         if "_kern" not in self.__dict__:
             object.__setattr__(self, "_kern", self.kernels(1e7))
         ages, alive, held = self.__dict__["_kern"]
@@ -464,20 +470,26 @@ class RunningBatch:
                 lag = now - clock[:k]
                 seqs = float(adm[:k] @ np.interp(lag, ages, alive, right=0.0))
                 kv = float(adm[:k] @ np.interp(lag, ages, held, right=0.0))
+                # What the batch will hold at the bin's end (at the last bin's pace): slots
+                # and KV freed during the bin can be refilled in it.
+                ahead = lag + (now - clock[k - 1])
+                seqs_end = float(adm[:k] @ np.interp(ahead, ages, alive, right=0.0))
+                kv_end = float(adm[:k] @ np.interp(ahead, ages, held, right=0.0))
             else:
-                seqs = kv = 0.0
+                seqs = kv = seqs_end = kv_end = 0.0
             t0 = step(max(seqs, 1.0), max(seqs, 1.0), kv, 0.0) * scale
             room = max(1.0, self.budget - seqs)
-            per_tok = (step(seqs + room, seqs + 1, kv, room * self.prefill_work_per_token)
-                       * scale - t0) / room
+            per_tok = ((step(seqs + room, seqs + 1, kv, room * self.prefill_work_per_token)
+                        * scale - t0) / room if self.prompt_cost else 0.0)
             ad = min(q, room * dt / ((t0 + per_tok * room) * mean_s),
-                     max(0.0, self.max_seqs - seqs), max(0.0, self.kv_tokens - kv) / mean_s)
+                     max(0.0, self.max_seqs - seqs_end),
+                     max(0.0, self.kv_tokens - max(kv, kv_end)) / mean_s)
             frac = min(0.999, per_tok * ad * mean_s / dt)  # share of the bin spent on prompts
             now += dt * (1.0 - frac) / t0  # iterations in this bin
             adm[k] = ad
             q -= ad
             out[k], seqs_k[k], kv_k[k] = n * q, seqs, kv
-        return out, seqs_k, kv_k
+        return out, seqs_k, kv_k, adm, clock
 
 
 def min_instances_fluid(arrival_at: ArrayLike, mu_rps: float, tol_rps: float | None = None,

@@ -51,7 +51,8 @@ from numpy.typing import ArrayLike
 from servoir.analysis.capacity import EngineLimits, LengthMoments, _lengths, iteration_mix
 from servoir.errors import InputError
 
-__all__ = ["PoolRates", "colocated_lp", "disaggregated_lp", "pool_rates", "split_for_rate"]
+__all__ = ["PoolRates", "colocated_lp", "disaggregated_lp", "pd_latencies", "pool_rates",
+           "split_for_rate", "split_for_slos"]
 
 
 @dataclass(frozen=True)
@@ -197,3 +198,142 @@ def split_for_rate(rates: PoolRates, rate: float) -> tuple[int, int] | None:
     if pre <= 0 or rates.decode_rps <= 0:
         return None
     return max(1, math.ceil(rate / pre - 1e-9)), max(1, math.ceil(rate / rates.decode_rps - 1e-9))
+
+
+# ---------------------------------------------------------------------- p99s of a split
+
+
+def _decode_pool(n_d: int, kv_at: np.ndarray, s: np.ndarray, o: np.ndarray, latency: Any,
+                 limits: EngineLimits, num_points: int = 1000) -> np.ndarray:
+    """Finish time of each request (KV arrived at ``kv_at``, sorted) on ``n_d`` round-robin
+    decode instances, from the batch fluid of
+    :meth:`servoir.analysis.capacity.RunningBatch.fluid_path` (transferred prompts cost budget,
+    not time): FIFO admission when the cumulative admissions reach the request, then
+    ``ceil(s / T) + o - 2`` iterations on the fluid's iteration clock."""
+    from servoir.analysis.capacity import RunningBatch
+
+    budget = limits.max_num_batched_tokens
+    chunks = (-(-s // budget)).astype(float)
+    iters = np.maximum(chunks + o - 2, 1.0)
+    batch = RunningBatch(float(limits.max_num_seqs), float(limits.kv_tokens), float(budget),
+                         s.astype(float), chunks, iters, 0.0, latency, prompt_cost=False)
+    t0 = float(kv_at[0])
+    span = max(float(kv_at[-1]) - t0, 1e-9)
+    # Extend the window past the last arrival so the queue drains inside it.
+    dt = span / num_points
+    last = 5 * num_points
+    counts, _ = np.histogram(kv_at, bins=last, range=(t0, t0 + last * dt))
+    _, _, _, adm, clock = batch.fluid_path(counts, dt, n_d)
+    edges = t0 + dt * np.arange(last + 1)
+    arrived = np.concatenate(([0.0], np.cumsum(counts / n_d)))
+    admitted = np.concatenate(([0.0], np.cumsum(adm)))
+    rate_end = (clock[-1] - clock[-2]) / dt if last > 1 else 1.0
+    clock_e = np.concatenate((clock, [clock[-1] + rate_end * dt]))
+    pos = np.interp(kv_at, edges, arrived)
+    admit = np.maximum(np.interp(pos, admitted, edges), kv_at)
+    done = np.interp(admit, edges, clock_e) + iters
+    finish = np.interp(done, clock_e, edges)
+    beyond = done > clock_e[-1]
+    finish[beyond] = edges[-1] + (done[beyond] - clock_e[-1]) / max(rate_end, 1e-12)
+    return finish
+
+
+def pd_latencies(n_p: int, n_d: int, arrival_at: ArrayLike, prompt: ArrayLike,
+                 output: ArrayLike, latency: Any, limits: EngineLimits,
+                 kv_bytes_per_token: float, link_bytes_per_s: float,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""TTFT, TPOT (NaN for one-token outputs) and KV arrival time of every request on
+    ``n_p`` prefill and ``n_d`` decode instances, as :mod:`servoir.sim.pd` runs them.
+
+    - **Prefill pool**: round robin; each instance is the bulk-service prompt queue of
+      :func:`servoir.analysis.slo.prefill_pool` with the whole budget for prompts. TTFT is the
+      first token there.
+    - **Links**: one per prefill instance, FIFO, ``s * kv_bytes_per_token / link_bytes_per_s``
+      per request (a Lindley recursion on the first-token times).
+    - **Decode pool**: round robin in KV-arrival order; the batch fluid of
+      :class:`servoir.analysis.capacity.RunningBatch` (sequence cap, KV, budget) admits
+      requests FIFO, and a request stays ``ceil(s / T) + o - 2`` iterations (the simulator
+      passes the transferred prompt through the token budget at no compute; the last chunk
+      samples token 2) on the fluid's iteration clock. TPOT is (transfer wait + transfer +
+      decode queue + decode time) over ``o - 1``.
+
+    Requests longer than ``limits.max_model_len`` are dropped; ``arrival_at`` in any order.
+    """
+    from servoir.analysis.slo import prefill_pool
+
+    a = np.asarray(arrival_at, dtype=float)
+    s, o = _lengths(prompt, output)
+    if limits.max_model_len is not None:
+        keep = s + o <= limits.max_model_len
+        a, s, o = a[keep], s[keep], o[keep]
+    order = np.argsort(a, kind="stable")
+    a, s, o = a[order], s[order], o[order]
+    first, inst = prefill_pool(n_p, a, s, limits.max_num_batched_tokens, latency)
+    xfer = s * kv_bytes_per_token / link_bytes_per_s
+    kv_at = np.full(len(a), np.nan)
+    multi = o > 1
+    free = [-math.inf] * n_p
+    for k in np.argsort(first, kind="stable").tolist():
+        if multi[k]:
+            j = int(inst[k])
+            kv_at[k] = max(first[k], free[j]) + xfer[k]
+            free[j] = kv_at[k]
+    tpot = np.full(len(a), np.nan)
+    if multi.any():
+        km = np.flatnonzero(multi)
+        by_kv = km[np.argsort(kv_at[km], kind="stable")]
+        finish = _decode_pool(n_d, kv_at[by_kv], s[by_kv], o[by_kv], latency, limits)
+        tpot[by_kv] = (finish - first[by_kv]) / (o[by_kv] - 1)
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(order))
+    return (first - a)[inv], tpot[inv], kv_at[inv]
+
+
+def _smallest(start: int, good: Callable[[int], bool], cap: int) -> int | None:
+    """Smallest ``k >= start`` with ``good(k)`` (monotone), by doubling then bisection."""
+    if good(start):
+        return start
+    lo, hi = start, start + 1
+    while not good(hi):
+        if hi >= cap:
+            return None
+        lo, hi = hi, min(cap, 2 * hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if good(mid) else (mid, hi)
+    return hi
+
+
+def split_for_slos(arrival_at: ArrayLike, prompt: ArrayLike, output: ArrayLike, latency: Any,
+                   limits: EngineLimits, kv_bytes_per_token: float, link_bytes_per_s: float,
+                   start: tuple[int, int], ttft_s: float | None = None,
+                   tpot_s: float | None = None, max_instances: int = 10_000,
+                   ) -> tuple[tuple[int, int] | None, dict[str, float] | None]:
+    """Smallest split from ``start`` (the stable fluid split) whose :func:`pd_latencies` p99s
+    meet the SLOs: the prefill pool grows until p99 TTFT meets its target (it does not depend
+    on the decode pool), and until a decode pool of ``max_instances`` would meet the TPOT
+    target (the prefill pool owns the links, whose queue adds to TPOT); then the decode pool
+    grows until p99 TPOT does. ``(None, None)`` when no split up to ``max_instances`` does."""
+    args = (arrival_at, prompt, output, latency, limits, kv_bytes_per_token, link_bytes_per_s)
+
+    def p99(v: np.ndarray) -> float:
+        v = v[~np.isnan(v)]
+        return float(np.quantile(v, 0.99)) if len(v) else 0.0
+
+    def ttft_ok(p: int) -> bool:
+        return ttft_s is None or p99(pd_latencies(p, 1, *args)[0]) <= ttft_s
+
+    def tpot_ok(p: int, d: int) -> bool:
+        return tpot_s is None or p99(pd_latencies(p, d, *args)[1]) <= tpot_s
+
+    p = _smallest(max(1, start[0]), ttft_ok, max_instances)
+    if p is None:
+        return None, None
+    p = _smallest(p, lambda k: tpot_ok(k, max_instances), max_instances)
+    if p is None:
+        return None, None
+    d = _smallest(max(1, start[1]), lambda k: tpot_ok(p, k), max_instances)
+    if d is None:
+        return None, None
+    ttft, tpot, _ = pd_latencies(p, d, *args)
+    return (p, d), {"ttft_p99_s": p99(ttft), "tpot_p99_s": p99(tpot)}

@@ -31,8 +31,8 @@ from servoir.analysis.capacity import (
 )
 from servoir.errors import InputError
 
-__all__ = ["TraceLatencies", "operating_point", "predict_p99", "slo_min_instances",
-           "trace_latencies"]
+__all__ = ["TraceLatencies", "operating_point", "predict_p99", "prefill_pool",
+           "slo_min_instances", "trace_latencies"]
 
 
 def operating_point(lam_i: float, cap: Capacity, latency: Any) -> IterationMix | None:
@@ -133,6 +133,22 @@ def _prefill_server(a: np.ndarray, s: np.ndarray, env: _Batch, budget: int, late
             first[k] = t
             it_of[k] = len(ends) - 1
     return first, it_of, np.array(starts), np.array(ends)
+
+
+def prefill_pool(n: int, arrival_at: np.ndarray, prompt: np.ndarray, budget: int,
+                 latency: Any) -> tuple[np.ndarray, np.ndarray]:
+    """First-token times and instance of each request on ``n`` round-robin *prefill-only*
+    instances (PD prefill pool: no decodes, so the whole ``budget`` goes to prompts), by the
+    bulk-service queue of :func:`trace_latencies`. ``arrival_at`` must be sorted."""
+    env = _Batch(float(arrival_at[0]), 0.0, np.zeros(1), np.zeros(1),
+                 np.array([latency.step_time(1, 1, 0, 0.0)]))
+    first = np.empty(len(arrival_at))
+    inst = np.arange(len(arrival_at)) % n
+    for j in range(n):
+        idx = np.arange(j, len(arrival_at), n)
+        if len(idx):
+            first[idx] = _prefill_server(arrival_at[idx], prompt[idx], env, budget, latency)[0]
+    return first, inst
 
 
 def _iterations_between(env: _Batch, t1: np.ndarray, t2: np.ndarray) -> np.ndarray:

@@ -42,8 +42,16 @@ def pool_rates_of(cfg: SimConfig, w: Workload, slo_ttft: float | None = None,
 def plan_disaggregated(cfg: SimConfig, w: Workload, colocated: int, *,
                        slo_ttft: float | None = None, slo_tpot: float | None = None,
                        link_gbps: float | None = None) -> dict[str, Any]:
-    """P:D split for the accepted rate of ``w`` (fluid LPs of :mod:`servoir.analysis.pd`)."""
-    from servoir.analysis.pd import colocated_lp, disaggregated_lp, split_for_rate
+    """P:D split for ``w``: the fluid LPs of :mod:`servoir.analysis.pd` give the stable split
+    for the accepted rate (``lp_prefill_instances``, ``lp_decode_instances``), from which
+    :func:`servoir.analysis.pd.split_for_slos` grows the pools until the predicted p99 TTFT
+    and TPOT on the trace meet the SLOs (``prefill_instances``, ``decode_instances``)."""
+    from servoir.analysis.pd import (
+        colocated_lp,
+        disaggregated_lp,
+        split_for_rate,
+        split_for_slos,
+    )
 
     rates = pool_rates_of(cfg, w, slo_ttft, slo_tpot, link_gbps)
     ok = _accepted(w, capacity_of(cfg, w)[2].max_model_len)
@@ -56,9 +64,20 @@ def plan_disaggregated(cfg: SimConfig, w: Workload, colocated: int, *,
     if split is None:
         out.update({"prefill_instances": None, "decode_instances": None})
         return out
+    out.update({"lp_prefill_instances": split[0], "lp_decode_instances": split[1]})
+    # The p99s of the split on the trace's own arrivals (servoir.analysis.pd.pd_latencies).
+    _, lat, lim = capacity_of(cfg, w)
+    link = cfg.cluster.link_gb_per_s if link_gbps is None else link_gbps
+    p99_split, pred = split_for_slos(
+        w.arrival_at, w.num_prompt_tokens, w.num_output_tokens, lat, lim,
+        lim.kv_bytes_per_token_per_gpu * cfg.hardware.tp, link * 1e9, split, slo_ttft,
+        slo_tpot, MAX_INSTANCES)
+    if p99_split is not None:
+        split = p99_split
     n = split[0] + split[1]
     out.update({"prefill_instances": split[0], "decode_instances": split[1],
                 "disaggregated_instances": n, "colocated_instances": colocated,
+                "pd_slo_feasible": p99_split is not None, "predicted_pd_p99": pred,
                 "lp_disaggregated": disaggregated_lp(rates, n),
                 "lp_colocated": colocated_lp(rates, n)})
     return out
@@ -189,7 +208,7 @@ def verify_disaggregated(cfg: SimConfig, w: Workload, start: tuple[int, int], *,
                          slo_ttft: float | None = None, slo_tpot: float | None = None,
                          link_gbps: float | None = None) -> dict[str, Any]:
     """``--disagg --verify``: the smallest split the PD simulator finds stable and
-    SLO-compliant (:func:`verify_split` from the fluid split ``start``)."""
+    SLO-compliant (:func:`verify_split` from the closed-form split ``start``)."""
     (n_p, n_d), runs = verify_split(
         lambda p, d: sim_check_pd(cfg, w, p, d, slo_ttft, slo_tpot, link_gbps), start)
     by = {(r["prefill_instances"], r["decode_instances"]): r for r in runs}
@@ -197,7 +216,8 @@ def verify_disaggregated(cfg: SimConfig, w: Workload, start: tuple[int, int], *,
     # The neighbours one instance smaller (simulated by the search; absent when a pool has 1).
     fewer = {name: by[k]["ok"] for name, k in (("one_fewer_prefill", (n_p - 1, n_d)),
                                                ("one_fewer_decode", (n_p, n_d - 1))) if k in by}
-    return {"fluid_prefill_instances": start[0], "fluid_decode_instances": start[1],
+    return {"closed_form_prefill_instances": start[0],
+            "closed_form_decode_instances": start[1],
             "prefill_instances": n_p, "decode_instances": n_d,
             "disaggregated_instances": n_p + n_d,
             "verify_disagg": {"verified": True, "stable": chosen["stable"],

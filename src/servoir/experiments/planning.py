@@ -250,11 +250,17 @@ def describe(out: dict[str, Any]) -> str:
         vd = "verify_disagg" in out
         lines.append(f"disaggregated: {out['prefill_instances']} prefill + "
                      f"{out['decode_instances']} decode"
-                     + (" (verified by the PD simulator; fluid split "
-                        f"{out['fluid_prefill_instances']}P+{out['fluid_decode_instances']}D)"
-                        if vd else " (fluid split)")
-                     + f"; disaggregation {'wins' if out['disaggregation_wins'] else 'loses'}"
-                     " in the fluid model")
+                     + (" (verified by the PD simulator; closed form "
+                        f"{out['closed_form_prefill_instances']}P+"
+                        f"{out['closed_form_decode_instances']}D)"
+                        if vd else " (closed form)")
+                     + f"; fluid LP split {out['lp_prefill_instances']}P+"
+                     f"{out['lp_decode_instances']}D; disaggregation "
+                     f"{'wins' if out['disaggregation_wins'] else 'loses'} in the fluid model")
+        if out.get("predicted_pd_p99"):
+            q = out["predicted_pd_p99"]
+            lines.append(f"predicted p99 of the split: TTFT {q['ttft_p99_s']:.3f} s, TPOT "
+                         f"{q['tpot_p99_s']:.4f} s")
         for r in out.get("verify_disagg", {}).get("runs", []):
             lines.append(f"  simulated {r['prefill_instances']}P+{r['decode_instances']}D: "
                          f"slope {r['queue_slope_per_s']:+.4f} req/s (prefill "

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from servoir.cli.main import app
@@ -79,3 +80,30 @@ def test_plan_disagg_verify_matches_the_pd_simulator(tmp_path: Path) -> None:
     assert sim["queue_slope_per_s"] < 0.01 * 10
     assert sim["metrics"]["tpot_s"]["p99"] <= 0.03
     assert sim["num_unfinished"] == 0
+
+
+def test_pd_prefill_pool_ttft_matches_the_simulator() -> None:
+    # The prefill pool is a bulk-service queue with the whole budget for prompts: the same
+    # batches the engine forms, so p99 TTFT agrees closely; TPOT is a fluid (looser).
+    import numpy as np
+
+    from servoir.analysis.pd import pd_latencies
+    from servoir.config import load_config
+    from servoir.experiments.pd_planning import _pd_config
+    from servoir.experiments.planning import capacity_of
+    from servoir.experiments.run import run
+
+    cfg = load_config(None, {"hardware.model": "llama-3-8b", "hardware.gpu": "a100"})
+    w = gen.gamma(9.0, 3.0, 2000, ln.LogNormal(2500.0, 0.8, 150.0, 0.8), stream(6, "pdl"))
+    _, lat, lim = capacity_of(cfg, w)
+    for n_p, n_d in ((2, 1), (3, 2)):
+        ttft, tpot, _ = pd_latencies(n_p, n_d, w.arrival_at, w.num_prompt_tokens,
+                                     w.num_output_tokens, lat, lim,
+                                     lim.kv_bytes_per_token_per_gpu, 25e9)
+        sim = run(_pd_config(cfg, n_p, n_d, 25.0), workload=w).requests
+        for q in (0.5, 0.9, 0.99):
+            assert np.quantile(ttft, q) == pytest.approx(
+                np.nanquantile(sim["ttft_s"], q), rel=0.02)
+        got = tpot[~np.isnan(tpot)]
+        assert np.quantile(got, 0.5) == pytest.approx(np.nanquantile(sim["tpot_s"], 0.5),
+                                                      rel=0.2)
