@@ -309,7 +309,7 @@ def split_for_slos(arrival_at: ArrayLike, prompt: ArrayLike, output: ArrayLike, 
                    start: tuple[int, int], ttft_s: float | None = None,
                    tpot_s: float | None = None, max_instances: int = 10_000,
                    ) -> tuple[tuple[int, int] | None, dict[str, float] | None]:
-    """Smallest split from ``start`` (the stable fluid split) whose :func:`pd_latencies` p99s
+    """Smallest split from ``start`` (the fluid LP split) whose :func:`pd_latencies` p99s
     meet the SLOs: the prefill pool grows until p99 TTFT meets its target (it does not depend
     on the decode pool), and until a decode pool of ``max_instances`` would meet the TPOT
     target (the prefill pool owns the links, whose queue adds to TPOT); then the decode pool
