@@ -92,3 +92,44 @@ def predict_rr_imbalance(prompt: np.ndarray, output: np.ndarray, batch: int,
     """:func:`rr_expected_imbalance` with sigma from a request-length sample."""
     _, sigma = slot_load_moments(prompt, output)
     return rr_expected_imbalance(batch, ranks, sigma)
+
+
+def harmonic(n: int) -> float:
+    """``H_n = 1 + 1/2 + ... + 1/n``.
+
+    Examples
+    --------
+    >>> harmonic(1), harmonic(4)
+    (1.0, 2.083333333333333)
+    """
+    if n < 1:
+        raise InputError(f"n must be >= 1, got {n}")
+    return float(sum(1.0 / i for i in range(1, n + 1)))
+
+
+def sawtooth_imbalance(mean_output: float, ranks: int) -> float:
+    """Barrier imbalance a sticky, non-clairvoyant router cannot avoid in a saturated group:
+    ``E[o] (H_G - 1)`` tokens (our heuristic argument, not a theorem; module notes below).
+
+    In a saturated group every rank runs B requests, so every rank's load rises by B tokens per
+    step, and the group mean is stationary (finishes take out as much as the steps add). A rank's
+    load relative to the mean therefore rises by about B per step between its own finishes and
+    can be corrected only at them (stickiness: the router acts only on a free slot). With B
+    requests whose outputs average E[o] steps, a rank's finishes come about E[o] / B steps
+    apart; for Poisson-like finishes the time since a rank's last finish is exponential with that
+    mean, independently over ranks. Even if every refill put its rank back at one common level,
+    the imbalance (max minus mean over G ranks) would be B x (E[o] / B) x (E[max of G
+    exponentials] - 1) = ``E[o] (H_G - 1)``: independent of B, growing like ln G. Round-robin's
+    ``sigma sqrt(B) m_G`` grows with both, so the ratio grows like sqrt(B) but, in G, like
+    ``m_G / (H_G - 1)``, which falls. A router that knows when requests finish (a length
+    predictor; the paper's lookahead) can set each refilled rank lower in proportion to the time
+    until its next finish, which this bound does not cover.
+
+    Examples
+    --------
+    >>> round(sawtooth_imbalance(200.0, 2), 6)
+    100.0
+    """
+    if mean_output < 0 or ranks < 1:
+        raise InputError(f"need mean_output >= 0 and ranks >= 1; got {mean_output}, {ranks}")
+    return mean_output * (harmonic(ranks) - 1.0)

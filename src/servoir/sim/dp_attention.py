@@ -158,9 +158,11 @@ class DPAttentionCluster:
         self.num_rejected = 0
         self.num_events = 0
         # Per event: start time, iterations k, duration, sum of imbalance, sum of busy times,
-        # 1.0 when every rank ran a full batch (max_num_seqs running) throughout.
+        # 1.0 when every rank ran a full batch (max_num_seqs running) throughout, sum of the
+        # most loaded rank's load (KV tokens), sum of the sequences running on all ranks.
         self.steps = {name: array("d") for name in
-                      ("t_at", "num_steps", "duration_s", "imbalance_sum", "busy_s", "full")}
+                      ("t_at", "num_steps", "duration_s", "imbalance_sum", "busy_s", "full",
+                       "peak_load_sum", "running_sum")}
 
     def view(self, rid: int) -> RequestView:
         """The read-only view policies get of request ``rid``."""
@@ -302,6 +304,8 @@ class DPAttentionCluster:
         s["imbalance_sum"].append(peak - mean)
         s["busy_s"].append(busy_s)
         s["full"].append(full)
+        s["peak_load_sum"].append(peak)
+        s["running_sum"].append(k * sum(len(r.running) for r in busy))
         return k, dur
 
     def dp_summary(self) -> dict[str, float]:

@@ -3,8 +3,8 @@
 Model and program (algorithms.md section 2.3, our reconstruction of Chen et al. 2026): at a
 step boundary, rank ``g`` has load ``L_g`` (KV tokens), ``n_g`` active requests (load drifts up
 by ``n_g`` per step; ``L_g`` includes ``c`` tokens per active sequence, what a sequence adds to
-the step time in KV-token equivalents) and ``f_g`` free slots; candidate ``j`` (one of the ``window`` oldest
-waiting requests) has prompt ``s_j``. With ``x_jg`` = 1 when ``j`` goes to ``g``::
+the step time in KV-token equivalents) and ``f_g`` free slots; candidate ``j`` (one of the
+``window`` oldest waiting requests) has prompt ``s_j``. With ``x_jg`` = 1 when ``j`` goes to ``g``::
 
     min   sum_h ( G z_h - sum_g Lhat_g(h) )              predicted barrier idle, h = 1..H
     s.t.  Lhat_g(h) = L_g + n_g h + sum_j x_jg (s_j + h)
@@ -14,9 +14,11 @@ waiting requests) has prompt ``s_j``. With ``x_jg`` = 1 when ``j`` goes to ``g``
           sum_j x_jg (s_j + 1) <= KVfree_g  for all g   (the prompt must fit)
           sum_jg x_jg = P                   P = what the greedy placed (work conservation)
 
-solved by HiGHS under ``time_limit_s``, warm-started with the greedy placement of
+solved exactly by enumeration when it is small (:func:`enumerate_ip`), otherwise by HiGHS under
+a node limit ``max_nodes`` (deterministic) and a wall-clock safety limit ``time_limit_s``,
+warm-started with the greedy placement of
 :func:`~servoir.policies.routing.bf_io_greedy.greedy_assign` (which is feasible, so a solution
-always exists; on time-out the incumbent, never worse than the warm start, is used).
+always exists; when a limit stops it, the incumbent, never worse than the warm start, is used).
 """
 
 from __future__ import annotations
@@ -44,8 +46,50 @@ from servoir.views import ReplicaTable, RequestView
 
 @lru_cache(maxsize=1)
 def _highs() -> Any:
-    """One reusable quiet HiGHS instance for BF-IO's program."""
-    return quiet_highs(threads=1, mip_rel_gap=0.0, mip_abs_gap=1e-3)
+    """One reusable quiet HiGHS instance for BF-IO's program.
+
+    The idle part of the objective is an integer (token counts) and the tie-break adds less
+    than 0.5, so an absolute gap below 0.5 proves the idle part optimal without proving the
+    tie-break, which is what made small programs slow to close."""
+    return quiet_highs(threads=1, mip_rel_gap=0.0, mip_abs_gap=0.45)
+
+
+def enumerate_ip(sizes: np.ndarray, load: np.ndarray, drift: np.ndarray, free: np.ndarray,
+                 kv_free: np.ndarray, horizon: int, seq_cost: int, num: int,
+                 limit: int) -> np.ndarray | None:
+    """Exact optimum of the program by enumerating every placement of ``num`` candidates, or
+    ``None`` when there are more than ``limit`` placements to try.
+
+    ``free`` is already capped (:func:`spread_cap`). Among placements of least predicted idle,
+    the one whose ranks have the least predicted load in total (the tie-break the program
+    weights with epsilon), then the first in enumeration order: deterministic, no solver.
+    O((G + 1)^W G H) for W candidates, vectorised.
+    """
+    w, g = len(sizes), len(load)
+    if w == 0 or (g + 1) ** w > limit:
+        return None
+    codes = np.arange((g + 1) ** w, dtype=np.int64)
+    a = (codes[:, None] // (g + 1) ** np.arange(w, dtype=np.int64)[None, :]) % (g + 1) - 1
+    a = a[(a >= 0).sum(axis=1) == num]  # [N, W], -1 = not placed
+    s = np.asarray(sizes, dtype=np.int64)
+    onehot = a[:, :, None] == np.arange(g)[None, None, :]  # [N, W, G]
+    cnt = onehot.sum(axis=1)  # [N, G]
+    add = np.einsum("nwg,w->ng", onehot, s + seq_cost)
+    mem = np.einsum("nwg,w->ng", onehot, s + 1)
+    kvf = np.asarray(kv_free)
+    too_big = (onehot & (s[None, :, None] >= kvf[None, None, :])).any(axis=(1, 2))
+    ok = (cnt <= free[None, :]).all(axis=1) & (mem <= kvf[None, :]).all(axis=1) & ~too_big
+    if not ok.any():
+        return None
+    a, cnt, add = a[ok], cnt[ok], add[ok]
+    base = load.astype(np.float64)[None, :] + add
+    idle = np.zeros(len(a))
+    for h in range(1, horizon + 1):
+        lh = base + (drift[None, :] + cnt) * h
+        idle += g * lh.max(axis=1) - lh.sum(axis=1)
+    tie = (cnt * predicted_load(load, drift, horizon)[None, :]).sum(axis=1)
+    order = np.lexsort((np.arange(len(a)), tie, np.round(idle, 6)))
+    return a[order[0]].astype(np.int64)
 
 
 def idle_objective(assign: np.ndarray, sizes: np.ndarray, load: np.ndarray, drift: np.ndarray,
@@ -130,12 +174,18 @@ def _program(s: np.ndarray, load: np.ndarray, drift: np.ndarray, free: np.ndarra
 
 def solve_ip(sizes: np.ndarray, load: np.ndarray, drift: np.ndarray, free: np.ndarray,
              kv_free: np.ndarray, horizon: int, time_limit_s: float,
-             warm: np.ndarray | None = None,
-             seq_cost: int = 0) -> tuple[np.ndarray, dict[str, float]]:
+             warm: np.ndarray | None = None, seq_cost: int = 0, max_nodes: int = 50,
+             enumerate_limit: int = 20_000) -> tuple[np.ndarray, dict[str, float]]:
     """Solve BF-IO's program; returns ``(rank per candidate or -1, stats)``.
 
+    Programs with at most ``enumerate_limit`` placements are solved exactly by enumeration
+    (:func:`enumerate_ip`); larger ones by HiGHS, stopped after ``max_nodes`` branch-and-bound
+    nodes (a deterministic work limit: one thread, so the same program gives the same answer)
+    or ``time_limit_s`` (a safety net; when it binds, the answer depends on the machine).
+
     ``stats``: ``solve_s`` (wall), ``gap`` (HiGHS's relative MIP gap, 0 when proven optimal),
-    ``optimal`` (1.0 or 0.0), ``objective`` and ``warm_objective``.
+    ``optimal`` (1.0 or 0.0), ``objective``, ``warm_objective`` and ``enumerated`` (1.0 when
+    solved by enumeration).
     """
     import highspy
 
@@ -149,7 +199,7 @@ def solve_ip(sizes: np.ndarray, load: np.ndarray, drift: np.ndarray, free: np.nd
     base = load[None, :].astype(np.float64) + drift[None, :] * hs[:, None]  # [H, G]
     pairs_j, pairs_g = np.nonzero((free[None, :] > 0) & (s[:, None] < kv_free[None, :]))
     nx = len(pairs_j)
-    stats = {"solve_s": 0.0, "gap": 0.0, "optimal": 1.0,
+    stats = {"solve_s": 0.0, "gap": 0.0, "optimal": 1.0, "enumerated": 0.0,
              "warm_objective": idle_objective(warm, s, load, drift, horizon, seq_cost)}
     if num == 0 or nx == 0 or stats["warm_objective"] <= idle_lower_bound(
             s, load, drift, horizon, num, seq_cost) + 1e-9:
@@ -157,11 +207,19 @@ def solve_ip(sizes: np.ndarray, load: np.ndarray, drift: np.ndarray, free: np.nd
         stats["objective"] = stats["warm_objective"]
         stats["solve_s"] = time.perf_counter() - t0
         return warm, stats
+    best = enumerate_ip(s, load, drift, free, kv_free, horizon, seq_cost, num, enumerate_limit)
+    if best is not None:
+        obj = idle_objective(best, s, load, drift, horizon, seq_cost)
+        if obj > stats["warm_objective"] - 1e-6:
+            best, obj = warm, stats["warm_objective"]  # equal idle: keep the greedy's choice
+        stats.update(objective=obj, enumerated=1.0, solve_s=time.perf_counter() - t0)
+        return best, stats
     lp = _program(s, load, drift, free, kv_free, horizon, seq_cost, pairs_j, pairs_g, num)
     nv = nx + horizon
     h = _highs()
     h.clearModel()
     h.setOptionValue("time_limit", float(time_limit_s))
+    h.setOptionValue("mip_max_nodes", int(max_nodes))
     h.passModel(lp)
     start = np.zeros(nv)
     wj = np.flatnonzero(warm >= 0)
@@ -236,10 +294,11 @@ class BfIo(ParamsMixin):
     In a DP-attention group the lock-step engine keeps arrivals in the group's queue and calls
     :meth:`assign` at each step boundary with free slots, passing the ``window`` oldest waiting
     requests; the program picks which of them go where so the predicted barrier idle over the
-    next ``horizon`` steps is least. One free slot is solved exactly by enumeration; larger
-    programs go to HiGHS with ``time_limit_s``, warm-started by the greedy form. Per request
-    (:meth:`route`, behind independent instances or the gateway) the one-candidate program is
-    solved by the rank of least predicted load, which attains its optimum.
+    next ``horizon`` steps is least. One free slot, and any program with at most 20,000
+    placements, is solved exactly by enumeration; larger programs go to HiGHS (``max_nodes``
+    branch-and-bound nodes, ``time_limit_s`` as a safety net), warm-started by the greedy form.
+    Per request (:meth:`route`, behind independent instances or the gateway) the one-candidate
+    program is solved by the rank of least predicted load, which attains its optimum.
 
     Guarantees
     ----------
@@ -255,14 +314,16 @@ class BfIo(ParamsMixin):
 
     Complexity
     ----------
-    ``route``: O(G). ``assign``: O(W H) for one free slot; otherwise HiGHS on W G binaries and
-    H (G + 1) + W + 2 G + 1 rows, bounded by ``time_limit_s`` (solve times and gaps in
-    ``stats_`` and ``servoir bench routing``).
+    ``route``: O(G). ``assign``: O(W H) for one free slot; O((G + 1)^W G H) when that is at
+    most 20,000 x G H; otherwise HiGHS on W G binaries and H (G + 1) + W + 2 G + 1 rows,
+    bounded by ``max_nodes`` and ``time_limit_s`` (solve times and gaps in ``stats_`` and
+    ``servoir bench routing``).
     """
 
-    # Not deterministic: the solver stops at a wall-clock limit, and the incumbent it has then
-    # depends on the machine's speed and load (with a limit the solve never reaches, the same
-    # inputs give the same decisions).
+    # Declared not deterministic: the solver has a wall-clock safety limit, and when it binds
+    # the incumbent depends on the machine's speed and load. The working limit is a node count
+    # (one thread), and small programs are enumerated, so in practice the same inputs give the
+    # same decisions (tests/unit/sim/test_dp_attention.py runs it twice).
     info: ClassVar[PolicyInfo] = PolicyInfo(
         "bf_io", "routing", guarantees=("in_range", "ip_optimal_small", "no_worse_than_greedy"),
         deterministic=False,
@@ -271,7 +332,8 @@ class BfIo(ParamsMixin):
     late_binding: ClassVar[bool] = True
     horizon: int = 8
     window: int = 32
-    time_limit_s: float = 0.02
+    time_limit_s: float = 0.1
+    max_nodes: int = 50
 
     def __post_init__(self) -> None:
         if self.horizon < 1:
@@ -280,6 +342,8 @@ class BfIo(ParamsMixin):
             raise ValueError(f"window must be >= 1, got {self.window}")
         if not self.time_limit_s > 0:
             raise ValueError(f"time_limit_s must be > 0, got {self.time_limit_s}")
+        if self.max_nodes < 1:
+            raise ValueError(f"max_nodes must be >= 1, got {self.max_nodes}")
 
     def reset(self, num_replicas: int, rng: np.random.Generator) -> None:
         """Start the tie-breaking rotation at rank 0 and clear the solver statistics."""
@@ -308,7 +372,7 @@ class BfIo(ParamsMixin):
             out[0] = single_request(int(sizes[0]), load, drift, free, kv_free, self.horizon, c)
             return out.tolist()
         out, st = solve_ip(sizes, load, drift, free, kv_free, self.horizon, self.time_limit_s,
-                           seq_cost=c)
+                           seq_cost=c, max_nodes=self.max_nodes)
         for k in ("solve_s", "gap", "optimal"):
             self.stats_[k].append(st[k])
         return out.tolist()

@@ -1,0 +1,55 @@
+"""The routing family experiment's helpers: replay step profile and the ratio explanation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from servoir.analysis.imbalance import expected_max_normal
+from servoir.config import load_config
+from servoir.experiments.family_routing import (
+    GPU,
+    MODEL,
+    _replay_one,
+    explain_ratio,
+    fit_slope,
+    step_profile,
+)
+from servoir.hardware import get_latency_model
+
+
+def test_step_profile_agrees_with_the_run_summary() -> None:
+    cfg = load_config(None, {}, ["cluster.mode=dp_attention", f"hardware.model={MODEL}",
+                                 f"hardware.gpu={GPU}", "cluster.instances=3",
+                                 "workload.trace=azure_conv", "workload.num_requests=300",
+                                 "workload.rate=40", "cluster.router.name=round_robin"])
+    meta, tokens, steps, last = _replay_one(cfg)
+    assert tokens > 0 and last > 0
+    kv = get_latency_model(MODEL, GPU, 1).kv_coef_s
+    whole = step_profile(meta, steps, kv, math.inf)
+    assert whole["idle_steady"] == pytest.approx(meta["barrier_idle_frac"], rel=1e-9)
+    part = step_profile(meta, steps, kv, last)
+    for prof in (whole, part):
+        assert 0 <= prof["idle_p50"] <= prof["idle_p90"] <= prof["idle_p99"] <= 1
+        assert 0 <= prof["steps_over_40pct"] <= 1 and 0 < prof["kv_share_of_step"] < 1
+        assert 0 < prof["mean_batch_per_rank"] <= 256
+    # The drain after the last arrival only adds idle here (ranks empty one by one).
+    assert part["idle_steady"] <= whole["idle_steady"]
+
+
+def test_explain_ratio_recovers_a_planted_law() -> None:
+    rows = []
+    for b in (8, 16, 32, 64):
+        for g in (2, 4, 8, 16, 32):
+            hg = sum(1 / i for i in range(1, g + 1)) - 1
+            bf = 3.0 * 200.0 * hg  # BF-IO imbalance = 3 E[o] (H_G - 1), flat in B
+            rr = 50.0 * np.sqrt(b) * expected_max_normal(g)  # sigma sqrt(B) m_G
+            rows.append({"B": b, "G": g, "bf_io_greedy_imbalance": bf,
+                         "sawtooth_floor": 200.0 * hg, "ratio": rr / bf})
+    note = explain_ratio("planted", rows).replace("-0.00", "+0.00")
+    assert "(H_G - 1)^1.00 B^+0.00 (R^2 1.00" in note, note
+    assert "3.0x mean(o)" in note and note.endswith("(R^2 1.00)"), note
+    b, a, r2 = fit_slope(np.array([0.0, 1.0, 2.0]), np.array([1.0, 3.0, 5.0]))
+    assert (b, a) == pytest.approx((2.0, 1.0)) and r2 == pytest.approx(1.0)
