@@ -263,7 +263,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # deferred: heavy import
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 4.2))
     for label, marker in zip(TRACES.values(), ("o", "s"), strict=True):
         rs = [r for r in rows if r["trace"] == label]
         x = np.array([r["sqrt_B_lnG"] for r in rs])
@@ -273,11 +273,18 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax1.scatter(x, [r["bf_io_greedy_imbalance"] for r in rs], marker=marker,
                     label=f"BF-IO greedy, {label}")
         ax2.scatter(x, [r["ratio"] for r in rs], marker=marker, label=label)
+        ax3.scatter([r["sawtooth_floor"] for r in rs], [r["bf_io_greedy_imbalance"] for r in rs],
+                    marker=marker, label=label)
     ax1.set(xlabel="sqrt(B ln G)", ylabel="mean imbalance (KV tokens)", yscale="log",
             title="Barrier imbalance, saturated DP-attention group")
     ax2.set(xlabel="sqrt(B ln G)", ylabel="RR / BF-IO greedy imbalance", title="Ratio")
+    lim = [min(r["sawtooth_floor"] for r in rows), max(r["bf_io_greedy_imbalance"] for r in rows)]
+    ax3.plot(lim, lim, "k:", lw=1, label="y = E[o] (H_G - 1)")
+    ax3.set(xlabel="E[o] (H_G - 1) (tokens)", ylabel="BF-IO greedy imbalance (tokens)",
+            xscale="log", yscale="log", title="Why the ratio does not grow with G")
     ax1.legend(fontsize=7)
     ax2.legend(fontsize=8)
+    ax3.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
