@@ -323,3 +323,40 @@ def run_family(out: Path, seed: int = 0, quick: bool = False,
         wr.writerows(rows)
     return {"title": f"DP-attention routing: barrier imbalance vs sqrt(B ln G), {MODEL} on {GPU}",
             "rows": [shown(r) for r in rows], "files": [str(png), str(path)], "notes": notes}
+
+
+def heldout_style(traces: tuple[str, ...] = ("azure_conv", "azure_code", "mooncake_conversation",
+                                             "sharegpt"),
+                  loads: tuple[float, ...] = (0.5, 0.9, 1.3), per_rank: int = 300,
+                  echo: Callable[[str], None] | None = print) -> list[dict[str, Any]]:
+    """Issue #5's held-out check, in process (what ``servoir simulate ... --json`` runs): RR,
+    JSQ and BF-IO at G = 4 and 16, ``per_rank x G`` requests, the rate ``load x`` round-robin's
+    saturated throughput per rank (measured at G = 4) ``x G``. One row per (trace, load, G,
+    router) with ``barrier_idle_frac`` and ``mean_imbalance_tokens``."""
+    def headline(trace: str, rate: float, g: int, router: str, n: int) -> dict[str, Any]:
+        cfg = load_config(None, {}, ["cluster.mode=dp_attention", f"workload.trace={trace}",
+                                     f"workload.rate={rate}", f"cluster.instances={g}",
+                                     f"cluster.router.name={router}",
+                                     f"workload.num_requests={n}"])
+        return run(cfg, record_series=False).headline()
+
+    rows = []
+    for trace in traces:
+        cap = headline(trace, 1e6, 4, "round_robin", 1600)["throughput_rps"] / 4
+        for f in loads:
+            for g in (4, 16):
+                for router in ("round_robin", "jsq", "bf_io"):
+                    h = headline(trace, f * cap * g, g, router, per_rank * g)
+                    rows.append({"trace": trace, "load": f, "G": g, "router": router,
+                                 "rate_rps": f * cap * g,
+                                 "barrier_idle_frac": h["barrier_idle_frac"],
+                                 "mean_imbalance_tokens": h["mean_imbalance_tokens"]})
+                    if echo is not None:
+                        echo(f"{trace} load {f} G={g} {router}: idle "
+                             f"{h['barrier_idle_frac']:.4f}, imbalance "
+                             f"{h['mean_imbalance_tokens']:.0f}")
+    return rows
+
+
+if __name__ == "__main__":  # python -m servoir.experiments.family_routing: the held-out check
+    heldout_style()

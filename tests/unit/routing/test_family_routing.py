@@ -15,6 +15,7 @@ from servoir.experiments.family_routing import (
     _replay_one,
     explain_ratio,
     fit_slope,
+    heldout_style,
     step_profile,
 )
 from servoir.hardware import get_latency_model
@@ -53,3 +54,12 @@ def test_explain_ratio_recovers_a_planted_law() -> None:
     assert "3.0x mean(o)" in note and note.endswith("(R^2 1.00)"), note
     b, a, r2 = fit_slope(np.array([0.0, 1.0, 2.0]), np.array([1.0, 3.0, 5.0]))
     assert (b, a) == pytest.approx((2.0, 1.0)) and r2 == pytest.approx(1.0)
+
+
+def test_heldout_style_rows() -> None:
+    rows = heldout_style(("sharegpt",), (0.5,), per_rank=25, echo=None)
+    assert [(r["G"], r["router"]) for r in rows] == [
+        (g, r) for g in (4, 16) for r in ("round_robin", "jsq", "bf_io")]
+    for r in rows:
+        assert 0 <= r["barrier_idle_frac"] < 1 and r["mean_imbalance_tokens"] >= 0
+    assert rows[3]["rate_rps"] == pytest.approx(4 * rows[0]["rate_rps"])
