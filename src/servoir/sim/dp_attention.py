@@ -131,6 +131,10 @@ class DPAttentionCluster:
         self.g = num_ranks
         self.router = router
         router.reset(num_ranks, stream(seed, "policy.router"))
+        # Expert parallelism with prefill on the ranks: a rank's MoE work follows the tokens of
+        # all ranks (TableLatency.ep_moe_adjust), which only the group knows.
+        self.ep_adjust = getattr(latency, "ep_moe_adjust", None) if prefill_on_ranks else None
+        self.ep_applied: dict[int, tuple[int, float]] = {}  # rank -> (step version, seconds)
         self.late = bool(getattr(router, "late_binding", False))
         self.window = int(getattr(router, "window", 1))
         self.table, self.cols = RankTable.allocate(num_ranks)
@@ -286,6 +290,13 @@ class DPAttentionCluster:
     def _step(self, busy: list[_Rank], t: float, ta: float) -> tuple[int, float]:
         """Iterations to run from ``t`` and their duration; records the barrier metrics."""
         k = min(r.step_k for r in busy)
+        if self.ep_adjust is not None:
+            total = sum(r.step_ntok for r in busy)
+            for r in busy:
+                adj = self.ep_adjust(r.step_ntok, total)
+                ver, old = self.ep_applied.get(r.idx, (-1, 0.0))
+                r.step_a += adj - (old if ver == r.version else 0.0)
+                self.ep_applied[r.idx] = (r.version, adj)
         ta_lines = [r.step_a for r in busy], [r.step_b for r in busy]
         tsegs = envelope(ta_lines[0], ta_lines[1], k)
         if k > 1 and ta < math.inf:
