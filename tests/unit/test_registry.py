@@ -257,11 +257,14 @@ def test_builtin_table_matches_what_the_modules_register() -> None:
         import sys
         from servoir import registry
         registry.create("scheduling", "fcfs")
-        loaded = sorted(m for m in sys.modules if m.startswith("servoir.policies.scheduling."))
+        registry.create("routing", "round_robin")
+        loaded = sorted(m for m in sys.modules if m.startswith("servoir.policies.")
+                        and m.count(".") == 3)
         print(loaded)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['servoir.policies.scheduling.fcfs']"
+    assert out.stdout.strip() == ("['servoir.policies.routing.round_robin', "
+                                  "'servoir.policies.scheduling.fcfs']")
     for family, table in registry.BUILTIN_MODULES.items():
         registry.names(family)  # loads every built-in
         registered = {n: c.__module__ for n, c in registry._REGISTRY[family].items()

@@ -1,14 +1,24 @@
-"""Routing policies; importing this package registers the built-ins."""
+"""Routing policies. Each module registers its policy on import; the registry imports the one
+a run names (:data:`servoir.registry.BUILTIN_MODULES`), and the classes below load on first
+access (PEP 562), so routing with round-robin never loads the HiGHS-backed BF-IO."""
 
-from servoir.policies.routing.bf_io import BfIo
-from servoir.policies.routing.bf_io_greedy import BfIoGreedy
-from servoir.policies.routing.jsq import JoinShortestQueue
-from servoir.policies.routing.least_outstanding import LeastOutstandingTokens
-from servoir.policies.routing.power_of_two import PowerOfTwo
-from servoir.policies.routing.prefix_aware import PrefixAware
-from servoir.policies.routing.rank_table import RankTable
-from servoir.policies.routing.round_robin import RoundRobin
-from servoir.policies.routing.vllm_score import VllmScore
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_CLASSES = {"BfIo": "bf_io", "BfIoGreedy": "bf_io_greedy", "JoinShortestQueue": "jsq",
+            "LeastOutstandingTokens": "least_outstanding", "PowerOfTwo": "power_of_two",
+            "PrefixAware": "prefix_aware", "RankTable": "rank_table",
+            "RoundRobin": "round_robin", "VllmScore": "vllm_score"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _CLASSES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'servoir.policies.routing' has no attribute '{name}'")
+    return getattr(importlib.import_module(f"servoir.policies.routing.{module}"), name)
+
 
 __all__ = ["BfIo", "BfIoGreedy", "JoinShortestQueue", "LeastOutstandingTokens", "PowerOfTwo",
            "PrefixAware", "RankTable", "RoundRobin", "VllmScore"]
