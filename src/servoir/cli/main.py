@@ -460,6 +460,8 @@ def main() -> None:
     if isinstance(code, str):
         print(code, file=sys.stderr)
         code = 1
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)  # under a profiler or debugger: let it see a normal exit
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
