@@ -140,8 +140,9 @@ class Cluster:
         heapq.heappush(self.heap, (t, self.seq, STEP_END, inst, version))
 
     def _on_finish(self, rid: int, t: float) -> None:
-        k = self.st.instance[rid]
-        self.cols["outstanding_tokens"][k] -= self.st.prompt[rid] + self.st.output[rid]
+        if not self.single:
+            k = self.st.instance[rid]
+            self.cols["outstanding_tokens"][k] -= self.st.prompt[rid] + self.st.output[rid]
         if self.gate:
             # The slot passes to the head of the gate. Dispatch it as its own event (same time)
             # so that the finishing instance completes its step before anything arrives.
@@ -177,7 +178,6 @@ class Cluster:
         st = self.st
         st.arrival_at[rid] = t
         if self.single:  # one instance: nothing to decide, and no table to keep for routers
-            self.cols["outstanding_tokens"][0] += st.prompt[rid] + st.output[rid]
             self.instances[0].arrive(rid, t)
             return
         k = self.router.route(self.view(rid), self.table)

@@ -369,10 +369,13 @@ class VidurV0Instance:
         full, rem = divmod(count, 16)
         if not rem:
             return full * len(g.members)
-        # Round r + first + i allocates for phase (1 - r - first - i) % 16, i < rem: a window
-        # of `rem` phases going down from s, read from the doubled cycle as one slice.
-        s = (1 - g.r - first) % 16 + 17
-        return full * len(g.members) + sum((g.phase_cnt + g.phase_cnt)[s - rem:s])
+        # Round r + first + i allocates for phase (1 - r - first - i) % 16, i < rem: the window
+        # of `rem` phases ending at s (going down), wrapping past phase 0.
+        s = (1 - g.r - first) % 16 + 1
+        pc = g.phase_cnt
+        if s >= rem:
+            return full * len(g.members) + sum(pc[s - rem:s])
+        return full * len(g.members) + sum(pc[:s]) + sum(pc[s - rem:])
 
     def _try_stretch(self, now: float) -> None:
         """Start a stretch if the decode batch just put in stage 0 at ``now`` begins a regular
