@@ -410,13 +410,7 @@ class VidurV0Instance:
         for g in groups:
             m = g.last_mean
             k = min(k, g.fin[0][0] - g.r - 1, -(-m // 256) * 256 - m)
-        total_b = sum(len(g.members) for g in groups)
-        free = self.total_blocks - self.used - total_b
-        # Over k rounds a member allocates at most k // 16 + 1 blocks: check exactly only when
-        # that bound does not already fit (memory tight: shorter stretch, slow path near full).
-        while k >= 2 and (k // 16 + 1) * total_b >= free and (
-                sum(self._round_needs(g, 1, k) for g in groups) >= free):
-            k //= 2
+        k = self._fit_memory(groups, k)
         if k < 2:
             return
         self.stretch = groups
@@ -430,22 +424,40 @@ class VidurV0Instance:
         self.events[:] = ev
         self._push(now + k * period, self.stretch_epoch, STRETCH_END)
 
+    def _fit_memory(self, groups: list[Group], k: int) -> int:
+        """``k``, halved until the blocks ``groups`` allocate over ``k`` rounds surely fit."""
+        total_b = sum(len(g.members) for g in groups)
+        free = self.total_blocks - self.used - total_b
+        # Over k rounds a member allocates at most k // 16 + 1 blocks: check exactly only when
+        # that bound does not already fit (memory tight: shorter stretch, slow path near full).
+        while k >= 2 and (k // 16 + 1) * total_b >= free and (
+                sum(self._round_needs(g, 1, k) for g in groups) >= free):
+            k //= 2
+        return k
+
+    def _advance_stretch(self, j: int) -> float:
+        """Close the stretch after ``j`` whole cycles: each of its groups has completed and
+        re-formed ``j`` more rounds (blocks, progress, counters). Returns that cycle's start."""
+        groups = self.stretch
+        assert groups is not None
+        if j:
+            for g in groups:
+                self.used += self._round_needs(g, 1, j)
+                g.r += j
+                g.sum_proc += len(g.members) * j
+                g.last_mean += j
+        self.num_iterations += j * len(groups)
+        self.num_steps += j * len(groups)
+        self.stretch = None
+        return self.stretch_t0 + j * self.stretch_period
+
     def _materialise(self, j: int) -> float:
         """End the stretch at the start of its ``j``-th cycle: every group has completed and
         re-formed ``j`` more rounds; the pipeline is as at the stretch's start, ``j`` periods
         later. Returns that time."""
         groups = self.stretch
         assert groups is not None
-        t = self.stretch_t0 + j * self.stretch_period
-        for g in groups:
-            if j:
-                self.used += self._round_needs(g, 1, j)
-            g.r += j
-            g.sum_proc += len(g.members) * j
-            g.last_mean += j
-        self.num_iterations += j * len(groups)
-        self.num_steps += j * len(groups)
-        self.stretch = None
+        t = self._advance_stretch(j)
         self.stretch_epoch += 1
         # Re-create the batches in flight, in the order the literal path pushes them.
         for s in range(len(groups) - 1, -1, -1):

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 
-from servoir.sim.state import WAITING
 from servoir.sim.vidur_v0 import Batch, VidurV0Instance
 
 INF = math.inf
@@ -49,18 +48,11 @@ class TwoStageVidurV0(VidurV0Instance):
         self.stretch_batches: list[Batch] = []
 
     # ------------------------------------------------------------------ driver interface
-    def arrive(self, rid: int, now: float) -> None:
-        st = self.st
-        st.instance[rid] = self.idx
-        st.status[rid] = WAITING
-        if self.stretch is not None:
-            self._cut(now)  # first: the events up to `now` must not see this request
-        self.queue.append(rid)
-        if self.b0 is None:
+    # ``arrive`` is the base class's: it cuts a jump (``_cut_stretch``), queues the request and
+    # asks for a batch (``_on_schedule``).
+    def _on_schedule(self, now: float) -> None:
+        if self.b0 is None:  # Vidur's "fewer than pp batches and stage 0 free"
             self._form(now)
-        self._reschedule()
-        if self.record_series:
-            self._record(now)
 
     def step_end(self, now: float, version: int) -> None:
         """Process internal events from ``now`` until the cluster's next event."""
@@ -153,7 +145,6 @@ class TwoStageVidurV0(VidurV0Instance):
             return
         if b1 is None:
             groups, period, batches = [x], xt[0] + xt[1], [b0]
-            total_b = len(x.members)
         elif b1.group is not None and self.s1_start == now:
             y, yt = b1.group, b1.times
             if xt[1] == yt[0] or xt[0] == yt[1]:
@@ -163,13 +154,9 @@ class TwoStageVidurV0(VidurV0Instance):
             if k < 2:
                 return
             groups, period, batches = [x, y], max(xt[0], yt[1]) + max(xt[1], yt[0]), [b0, b1]
-            total_b = len(x.members) + len(y.members)
         else:
             return
-        free = self.total_blocks - self.used - total_b
-        while k >= 2 and (k // 16 + 1) * total_b >= free and (
-                sum(self._round_needs(g, 1, k) for g in groups) >= free):
-            k //= 2
+        k = self._fit_memory(groups, k)
         if k < 2:
             return
         self.stretch = groups  # type: ignore[assignment]
@@ -184,18 +171,7 @@ class TwoStageVidurV0(VidurV0Instance):
     def _jump_to(self, j: int) -> float:
         """End the jump at the start of its ``j``-th cycle: each group has completed and
         re-formed ``j`` more rounds, and the slots are as at the jump's start."""
-        groups = self.stretch
-        assert groups is not None
-        t = self.stretch_t0 + j * self.stretch_period
-        if j:
-            for g in groups:
-                self.used += self._round_needs(g, 1, j)
-                g.r += j
-                g.sum_proc += len(g.members) * j
-                g.last_mean += j
-        self.num_iterations += j * len(groups)
-        self.num_steps += j * len(groups)
-        self.stretch = None
+        t = self._advance_stretch(j)
         self.jump_end = INF
         batches = self.stretch_batches
         self.b0 = batches[0]
@@ -207,7 +183,7 @@ class TwoStageVidurV0(VidurV0Instance):
     def _end_jump(self) -> None:
         self._jump_to(self.stretch_k)
 
-    def _cut(self, now: float) -> None:
+    def _cut_stretch(self, now: float) -> None:
         """An arrival at ``now`` ends the jump at the start of the cycle in progress; the
         events before ``now`` then run (none of them finishes a request)."""
         self._jump_to(min(int((now - self.stretch_t0) / self.stretch_period), self.stretch_k))
