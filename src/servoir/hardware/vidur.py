@@ -159,7 +159,8 @@ class VidurStageTime:
         self.decode = t["decode_ms"].tolist()
         self.prefill = t["prefill_ms"].tolist()
         self.n_max = len(self.linear) - 1
-        self._decode_cache: dict[tuple[int, int], tuple[float, ...]] = {}
+        self.kv_max = len(self.decode[0]) - 1
+        self._decode_cache: dict[int, tuple[float, ...]] = {}
 
     def _stages(self, n: int, attn_ms: float) -> tuple[float, ...]:
         i = min((n + 7) // 8, self.n_max)
@@ -170,8 +171,8 @@ class VidurStageTime:
 
     def decode_stages(self, b: int, mean_kv: int) -> tuple[float, ...]:
         """Per-stage times of a decode batch of ``b`` requests with mean KV ``mean_kv``."""
-        j = min(-(-mean_kv // KV_GRANULARITY), len(self.decode[0]) - 1)
-        key = (b, j)
+        j = min(-(-mean_kv // KV_GRANULARITY), self.kv_max)
+        key = b << 16 | j  # an int key: no tuple per call (b <= 2**47, j < 2**16)
         out = self._decode_cache.get(key)
         if out is None:
             attn = self.decode[min(b, MAX_BATCH)][j]

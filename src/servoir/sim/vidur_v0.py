@@ -224,18 +224,14 @@ class VidurV0Instance:
                 if batch.group is not None and self.fast and not self.replaying:
                     self._try_stretch(now)
 
-    def _prefill_len(self, rid: int) -> int:
-        # A restarted request re-prefills everything it had processed.
-        st = self.st
-        return st.prompt[rid] + st.gen[rid]
-
     def _prefill_batch(self, now: float) -> Batch | None:
         st, q = self.st, self.queue
         total = 0
         rids: list[int] = []
+        lens: list[int] = []
         while q:
             rid = q[0]
-            p = self._prefill_len(rid)
+            p = st.prompt[rid] + st.gen[rid]  # a restarted request re-prefills all it had
             blocks = -(-p // self.bs)
             if self.total_blocks - self.used - blocks < self.watermark:
                 break
@@ -249,14 +245,14 @@ class VidurV0Instance:
             if st.first_scheduled_at[rid] != st.first_scheduled_at[rid]:
                 st.first_scheduled_at[rid] = now
             rids.append(rid)
+            lens.append(p)
             total += p
         if not rids:
             return None
         if self.record_series:
             self._record(now)
         self.prefills_in_flight += 1
-        return Batch(self.stage_time.prefill_stages([self._prefill_len(r) for r in rids]),
-                     prefill=rids)
+        return Batch(self.stage_time.prefill_stages(lens), None, rids)
 
     def _decode_batch(self, now: float) -> Batch | None:
         ready = self.ready
@@ -276,7 +272,7 @@ class VidurV0Instance:
         b = len(g.members)
         mean_kv = (g.sum_proc + b) // b
         g.last_mean = mean_kv
-        return Batch(self.stage_time.decode_stages(b, mean_kv), group=g, need=need)
+        return Batch(self.stage_time.decode_stages(b, mean_kv), g, None, need)
 
     def _gather(self) -> Group:
         """Vidur's decode selection: every ready request, oldest arrival first, at most
@@ -426,7 +422,9 @@ class VidurV0Instance:
 
     def _fit_memory(self, groups: list[Group], k: int) -> int:
         """``k``, halved until the blocks ``groups`` allocate over ``k`` rounds surely fit."""
-        total_b = sum(len(g.members) for g in groups)
+        total_b = 0
+        for g in groups:
+            total_b += len(g.members)
         free = self.total_blocks - self.used - total_b
         # Over k rounds a member allocates at most k // 16 + 1 blocks: check exactly only when
         # that bound does not already fit (memory tight: shorter stretch, slow path near full).
@@ -494,7 +492,7 @@ class VidurV0Instance:
             self.prefills_in_flight -= 1
             g = Group()
             for rid in batch.prefill:
-                proc = self._prefill_len(rid) + 1  # the prefill yields one token
+                proc = st.prompt[rid] + st.gen[rid] + 1  # the prefill yields one token
                 if st.first_token_at[rid] != st.first_token_at[rid]:
                     st.first_token_at[rid] = now
                 if proc >= st.prompt[rid] + st.output[rid]:

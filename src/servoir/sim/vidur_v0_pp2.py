@@ -130,13 +130,14 @@ class TwoStageVidurV0(VidurV0Instance):
         # If stage 1 is still busy when stage 0 is done, the batch just waits (nothing else
         # happens at that moment): skip that event and let stage 1's end move it on.
         self.b0, self.t0 = batch, (INF if self.b1 is not None and t0 <= self.t1 else t0)
-        if batch.group is not None and not self.replaying:
+        if (batch.group is not None and not self.replaying and not self.ready
+                and not self.queue and not self.prefills_in_flight):
             self._try_jump(now)
 
     # ------------------------------------------------------------------ closed-form jumps
     def _try_jump(self, now: float) -> None:
-        if self.queue or self.prefills_in_flight or self.ready:
-            return
+        """Start a jump if the decode batch just formed at ``now`` begins a regular cycle
+        (``_form`` has checked that nothing waits, is ready or is being prefilled)."""
         b0, b1 = self.b0, self.b1
         x, xt = b0.group, b0.times  # type: ignore[union-attr]
         m = x.last_mean
