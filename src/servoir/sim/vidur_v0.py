@@ -278,13 +278,14 @@ class VidurV0Instance:
         """Vidur's decode selection: every ready request, oldest arrival first, at most
         ``max_num_seqs / pp``. Ready groups merge into one."""
         groups = self.ready
-        total = sum(len(g.members) for g in groups)
-        if total <= self.micro:
+        sizes = [len(g.members) for g in groups]
+        if sum(sizes) <= self.micro:
             self.ready = []
-            groups.sort(key=lambda g: -len(g.members))
-            target = groups[0]
-            for g in groups[1:]:
-                self._absorb(target, g, list(g.members))
+            # The largest group absorbs the others (the first of equals: a stable choice).
+            target = groups[sizes.index(max(sizes))]
+            for g in groups:
+                if g is not target:
+                    self._absorb(target, g, list(g.members))
             return target
         # Split by arrival: the oldest `micro` form the batch, the rest stay ready.
         arr = self.st.arrival_at
