@@ -96,7 +96,7 @@ class Cluster:
         self.single = num_instances == 1
         # One Vidur replica with only static arrivals (no sessions, no concurrency gate): its
         # next event is kept here instead of in the heap (each new one supersedes the last,
-        # as its version says), and _run_lone merges it with the arrivals.
+        # as its version says), and run() merges it with the arrivals.
         self.lone: tuple[float, int] | None = None
         self.num_rejected = 0
         self.inflight = 0
@@ -141,7 +141,7 @@ class Cluster:
     # ------------------------------------------------------------------ events
     def _schedule(self, t: float, inst: int, version: int) -> None:
         if self.lone is not None:
-            self.lone = (t, version)  # see _run_lone: the one instance's next event
+            self.lone = (t, version)  # the one replica's next event (see run)
             return
         self.seq += 1
         heapq.heappush(self.heap, (t, self.seq, STEP_END, inst, version))
@@ -213,10 +213,12 @@ class Cluster:
 
     # ------------------------------------------------------------------ loop
     def run(self, progress: Callable[[int, int], None] | None = None) -> float:
-        """Run to completion; returns the wall time of the loop in seconds."""
-        if (self.single and self.next_turn is None and self.max_concurrency is None
-                and isinstance(self.instances[0], VidurV0Instance)):
-            return self._run_lone(progress)
+        """Run to completion; returns the wall time of the loop in seconds.
+
+        One Vidur replica with only static arrivals (no sessions, no concurrency gate) keeps
+        its next event in ``self.lone`` instead of the heap (each new one supersedes the last,
+        as its version says): the same events in the same order, without heap operations.
+        """
         t_wall = _time.perf_counter()
         heap = self.heap
         insts = self.instances
@@ -225,56 +227,35 @@ class Cluster:
         order = range(self.n) if static is None else static
         n_static = len(order)
         refresh = (lambda k: None) if self.single else self._refresh
+        inf = math.inf
+        lone = (self.single and self.next_turn is None and self.max_concurrency is None
+                and isinstance(insts[0], VidurV0Instance))
+        if lone:
+            self.lone = (inf, 0)
         i = 0
         events = 0
-        inf = math.inf
         report_every = 1 << 16
         while True:
             ta = arr[order[i]] if i < n_static else inf
             self.next_static_t = ta
-            if heap and heap[0][0] < ta:
-                t, _, kind, a, b = heapq.heappop(heap)
-                if kind == STEP_END:
-                    insts[a].step_end(t, b)
-                    refresh(a)
-                elif kind == ARRIVAL:
-                    self._arrive(a, t)
-                else:
-                    self._dispatch(a, t)
-            elif i < n_static:
-                rid = order[i]
-                i += 1
-                self._arrive(rid, ta)
+            if lone:
+                t, version = self.lone  # type: ignore[misc]
+                due = t < ta
             else:
-                break
-            events += 1
-            if progress is not None and events % report_every == 0:
-                progress(i, n_static)
-        self.num_events = events
-        if progress is not None:
-            progress(n_static, n_static)
-        return _time.perf_counter() - t_wall
-
-    def _run_lone(self, progress: Callable[[int, int], None] | None) -> float:
-        """:meth:`run` for one Vidur replica and static arrivals, without the heap: the next
-        event is the earlier of the next arrival and the replica's own next event (arrivals
-        first at equal times, as in :meth:`run`). Same events in the same order."""
-        t_wall = _time.perf_counter()
-        inst = self.instances[0]
-        arr = self.st.arrival_at
-        order = range(self.n) if self.static is None else self.static
-        n_static = len(order)
-        inf = math.inf
-        self.lone = (inf, 0)
-        i = events = 0
-        report_every = 1 << 16
-        while True:
-            ta = arr[order[i]] if i < n_static else inf
-            self.next_static_t = ta
-            t, version = self.lone
-            if t < ta:
-                self.lone = (inf, 0)
-                inst.step_end(t, version)
+                due = bool(heap) and heap[0][0] < ta
+            if due:
+                if lone:
+                    self.lone = (inf, 0)
+                    insts[0].step_end(t, version)
+                else:
+                    t, _, kind, a, b = heapq.heappop(heap)
+                    if kind == STEP_END:
+                        insts[a].step_end(t, b)
+                        refresh(a)
+                    elif kind == ARRIVAL:
+                        self._arrive(a, t)
+                    else:
+                        self._dispatch(a, t)
             elif i < n_static:
                 rid = order[i]
                 i += 1

@@ -64,7 +64,7 @@ def _run(w: Workload, pp: int, blocks: int, seqs: int, fast: bool, heap_loop: bo
                 latency=None, router=_rr(), make_scheduler=lambda: None, max_model_len=4096,
                 stage_time=stage_time, vidur_fast=fast)
     if heap_loop:
-        c.single = False  # the cluster's general loop (heap, router, table) instead of _run_lone
+        c.single = False  # the cluster's general loop (heap, router, table), not the lone one
     c.run()
     return collect(c), c.instances[0]
 
