@@ -26,6 +26,10 @@ any waiting request, every arrival cuts a stretch (``tests/reference_sim.py`` mi
 
 Per request the instance does O(log n) work (arrival, admission, prefill chunks, finish), never
 per token, so a run's cost grows with requests, not output length.
+
+The engine's settings and iteration plan are in :mod:`servoir.sim.engine_params`; preemption
+(:mod:`servoir.sim.preemption`) and policy-decided admission
+(:mod:`servoir.sim.policy_admission`) are mixins of :class:`Instance`, one concept each.
 """
 
 from __future__ import annotations
@@ -36,60 +40,17 @@ from array import array
 from collections.abc import Callable
 from typing import Any
 
-from servoir.policies.scheduling.lookahead import BatchView, make_view
+from servoir.sim.engine_params import EngineParams, IterationPlan
 from servoir.sim.free_queue import FreeQueue
+from servoir.sim.policy_admission import PolicyAdmission
+from servoir.sim.preemption import Preemption
 from servoir.sim.state import FINISHED, RUNNING, WAITING, RequestState
 from servoir.views import RequestView
 
 NAN = math.nan
 
 
-class EngineParams:
-    """Plain engine settings read in the hot loop (built from the pydantic config)."""
-
-    __slots__ = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_blocks",
-                 "enable_chunked_prefill", "pp", "reserve_full_prompt", "async_scheduling",
-                 "cache_preempted")
-
-    def __init__(self, max_num_seqs: int, max_num_batched_tokens: int, block_size: int,
-                 num_blocks: int, enable_chunked_prefill: bool = True, pp: int = 1,
-                 reserve_full_prompt: bool = False, async_scheduling: bool = False,
-                 cache_preempted: bool = False) -> None:
-        if num_blocks < 1:
-            raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")
-        self.max_num_seqs = max_num_seqs
-        self.max_num_batched_tokens = max_num_batched_tokens
-        self.block_size = block_size
-        self.num_blocks = num_blocks
-        self.enable_chunked_prefill = enable_chunked_prefill
-        self.pp = pp
-        # vLLM 0.19's scheduler_reserve_full_isl: admit a request only if its whole prompt
-        # fits in the free blocks (its first chunk alone is allocated).
-        self.reserve_full_prompt = reserve_full_prompt
-        # vLLM 0.19's async scheduling: step j+1 is formed while step j runs, from what the
-        # scheduler knew when step j started (see Instance._decide).
-        self.async_scheduling = async_scheduling
-        # vLLM's prefix cache (on by default) keeps a preempted request's freed blocks until
-        # they are reused; readmitted, it recomputes only what was evicted (sim/free_queue.py).
-        self.cache_preempted = cache_preempted
-
-
-class _Plan:
-    """The iteration being formed by one scheduling decision."""
-
-    __slots__ = ("budget", "ntok", "work", "chunks", "need_dec", "preempted", "exclude")
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget  # tokens left in this iteration
-        self.ntok = 0  # tokens scheduled
-        self.work = 0.0  # prefill attention work (query-key pairs)
-        self.chunks: list[tuple[int, int, int]] = []  # (rid, tokens, computed before)
-        self.need_dec = 0  # blocks the decodes allocate in this iteration
-        self.preempted = False
-        self.exclude: set[int] = set()  # requests already given a chunk: not victims
-
-
-class Instance:
+class Instance(Preemption, PolicyAdmission):
     """A vLLM-v1-like engine instance. Driven by :class:`servoir.sim.cluster.Cluster`.
 
     The cluster calls :meth:`arrive` and :meth:`step_end`; the instance asks the cluster to
@@ -353,69 +314,6 @@ class Instance:
         self.schedule(self.step_t0 + k * self.step_a + self.step_b * k * (k - 1) / 2,
                       self.idx, self.version)
 
-    # ------------------------------------------------------------------ preemption
-    def _pick_victim(self, exclude: set[int], now: float = 0.0) -> int:
-        if self.custom_victim:
-            rids = [rid for rid in self.running if rid not in exclude]
-            if not rids:
-                return -1
-            view = make_view(now, self.total_blocks * self.bs, self.bs,
-                             [self._run_row(rid) for rid in rids], [], [])
-            return rids[self.sched.choose_victim(view)]
-        if self.last_admitted_victim:
-            for rid in reversed(self.running):
-                if rid not in exclude:
-                    return rid
-            return -1
-        rank = self.st.rank
-        best, best_key = -1, None
-        for rid, s in self.running.items():
-            if rid in exclude:
-                continue
-            key = (rank[rid], s)
-            if best_key is None or key > best_key:
-                best, best_key = rid, key
-        return best
-
-    def _preempt(self, rid: int, now: float) -> None:
-        """Recompute preemption: free all of ``rid``'s blocks and requeue it."""
-        st = self.st
-        del self.running[rid]
-        fq = self.fq
-        if fq is not None:
-            self._fq_sync()
-        if rid in self.phase:
-            # Decoding: derive its progress at the current iteration, leave the aggregates.
-            adv = self.it - st.base_it[rid]
-            comp = st.computed[rid] + adv
-            st.gen[rid] += adv
-            self._remove_decoder(rid, comp)
-            freed = -(-comp // self.bs)
-        else:
-            self.prefilling.remove(rid)
-            self.used -= st.held[rid]
-            comp, freed = st.computed[rid], st.held[rid]
-        if fq is not None:
-            fq.push(freed, comp // self.bs, rid)
-        st.computed[rid] = 0
-        st.held[rid] = 0
-        st.epoch[rid] += 1
-        st.num_preemptions[rid] += 1
-        self.num_preemptions += 1
-        st.status[rid] = WAITING
-        self._enqueue(rid, now)
-
-    def _fq_sync(self) -> None:
-        """Bring the free-block queue up to the allocations made since its last sync."""
-        self.fq.sync(self.total_blocks - self.used + self.held_in_used)  # type: ignore[union-attr]
-
-    def _remove_decoder(self, rid: int, comp: int) -> None:
-        ph = self.phase.pop(rid)
-        self.phase_cnt[ph] -= 1
-        self.n_dec -= 1
-        self.K -= comp
-        self.used -= -(-comp // self.bs)
-
     # ------------------------------------------------------------------ stepping
     def step_end(self, now: float, version: int) -> None:
         """The current step ends at ``now``: apply its iterations, then decide the next."""
@@ -529,7 +427,7 @@ class Instance:
             self._promote(self.cutoff)
             self.used += self.held_blocks
             self.held_in_used = self.held_blocks
-        plan = _Plan(self.p.max_num_batched_tokens)
+        plan = IterationPlan(self.p.max_num_batched_tokens)
         self._room_for_decodes(plan, now)
         self._schedule_prefills(plan, now)
         if not plan.preempted:  # vLLM v1 admits nobody in an iteration that preempted
@@ -563,7 +461,7 @@ class Instance:
         """Blocks the decoding requests allocate in the next iteration."""
         return self.phase_cnt[(-self.it) % self.bs] if self.n_dec else 0
 
-    def _room_for_decodes(self, plan: _Plan, now: float) -> None:
+    def _room_for_decodes(self, plan: IterationPlan, now: float) -> None:
         """Decodes take one token each; preempt until their new blocks fit."""
         while self.n_dec and self._decode_need() > self.total_blocks - self.used:
             self._preempt(self._pick_victim(plan.exclude, now), now)
@@ -572,7 +470,7 @@ class Instance:
         plan.ntok = self.n_dec
         plan.need_dec = self._decode_need()
 
-    def _schedule_prefills(self, plan: _Plan, now: float) -> None:
+    def _schedule_prefills(self, plan: IterationPlan, now: float) -> None:
         """Running requests still in prefill get chunks, in admission order."""
         st, bs = self.st, self.bs
         for rid in list(self.prefilling):
@@ -600,7 +498,7 @@ class Instance:
             if scheduled:
                 self._add_chunk(plan, rid, c, comp, need)
 
-    def _admit(self, plan: _Plan, now: float) -> None:
+    def _admit(self, plan: IterationPlan, now: float) -> None:
         """Admit waiting requests in rank order while cap, budget and blocks allow."""
         p, w = self.p, self.waiting
         while w and plan.budget > 0 and len(self.running) + self.held_slots < p.max_num_seqs:
@@ -611,7 +509,7 @@ class Instance:
             heapq.heappop(w)
             self._admit_one(plan, rid, *first, now)
 
-    def _first_chunk(self, rid: int, plan: _Plan) -> tuple[int, int, int] | None:
+    def _first_chunk(self, rid: int, plan: IterationPlan) -> tuple[int, int, int] | None:
         """(tokens, blocks, cached tokens) of ``rid``'s first chunk if it can be admitted now,
         else None: the chunk must fit the budget (whole, without chunked prefill) and its
         blocks (with ``reserve_full_prompt``: the whole prompt's) the free blocks. A preempted
@@ -634,7 +532,7 @@ class Instance:
             return None
         return c, need, h
 
-    def _admit_one(self, plan: _Plan, rid: int, c: int, need: int, h: int, now: float) -> None:
+    def _admit_one(self, plan: IterationPlan, rid: int, c: int, need: int, h: int, now: float) -> None:
         st = self.st
         self.seq += 1
         self.running[rid] = self.seq
@@ -648,45 +546,7 @@ class Instance:
             st.computed[rid] = h
         self._add_chunk(plan, rid, c, h, need)
 
-    # ------------------------------------------------------------------ policy admission
-    def _run_row(self, rid: int) -> tuple[int, int, int, float, Any]:
-        st = self.st
-        g = st.gen[rid] + (self.it - st.base_it[rid] if rid in self.phase else 0)
-        return rid, st.prompt[rid] + g, g, self.pred[rid], self.tenant[rid]
-
-    def batch_view(self, now: float) -> BatchView:
-        """What a ``select`` policy sees now (running in admission order)."""
-        st = self.st
-        wait = [(rid, st.prompt[rid] + st.gen[rid], st.gen[rid], st.gen[rid], self.pred[rid],
-                 st.arrival_at[rid], self.tenant[rid]) for _, _, rid in self.waiting]
-        return make_view(now, self.total_blocks * self.bs, self.bs,
-                         [self._run_row(rid) for rid in self.running], wait, self.fin_since)
-
-    def _admit_selected(self, plan: _Plan, now: float) -> None:
-        """Admit the policy's choice, in its order, while cap and budget allow; a request whose
-        first chunk does not fit in the free blocks now is skipped."""
-        p = self.p
-        if (not self.waiting or plan.budget <= 0
-                or len(self.running) + self.held_slots >= p.max_num_seqs):
-            return
-        view = self.batch_view(now)
-        chosen = self.sched.select(view)
-        self.fin_since = []
-        admitted: set[int] = set()
-        for i in chosen:
-            if plan.budget <= 0 or len(self.running) + self.held_slots >= p.max_num_seqs:
-                break
-            rid = int(view.wait_ids[i])
-            first = self._first_chunk(rid, plan)
-            if first is None:
-                continue
-            admitted.add(rid)
-            self._admit_one(plan, rid, *first, now)
-        if admitted:
-            self.waiting = [e for e in self.waiting if e[2] not in admitted]
-            heapq.heapify(self.waiting)
-
-    def _add_chunk(self, plan: _Plan, rid: int, c: int, comp: int, need: int) -> None:
+    def _add_chunk(self, plan: IterationPlan, rid: int, c: int, comp: int, need: int) -> None:
         plan.exclude.add(rid)
         self.st.held[rid] += need
         self.used += need
@@ -695,7 +555,7 @@ class Instance:
         plan.ntok += c
         plan.work += c * comp + c * (c + 1) / 2
 
-    def _start_step(self, plan: _Plan, now: float) -> None:
+    def _start_step(self, plan: IterationPlan, now: float) -> None:
         """Start one iteration (with prefill chunks or after a preemption) or a decode stretch."""
         n = self.n_dec
         attended = self.K + n
