@@ -2,8 +2,10 @@
 
 Bad input exits with status 2 and one line on stderr naming the file, line or field; never a
 traceback.
-"""
 
+Annotations here are evaluated at definition (no ``from __future__ import annotations``):
+typer would otherwise compile each annotation string at every start-up.
+"""
 
 import json
 import sys
