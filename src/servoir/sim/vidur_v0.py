@@ -25,6 +25,10 @@ taking turns in a two-stage pipeline) whose period is known in closed form; the 
 event until the next finish, KV-bucket change or arrival. An arrival ends it at the start of the
 cycle in progress and the pipeline's own events are replayed up to the arrival, so the result is
 the literal engine's (tests compare the two).
+
+With two stages the cluster runs :class:`servoir.sim.vidur_v0_pp2.TwoStageVidurV0`, the same
+rules with two slots instead of this class's heap of stage events; ``fast=False`` (the literal
+path of this class) is the reference both are tested against.
 """
 
 from __future__ import annotations
