@@ -16,6 +16,7 @@ Nothing here writes files on its own; the CLI does.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,8 +215,29 @@ class RunResult:
 def _stats(v: np.ndarray) -> dict[str, float | None]:
     if not len(v):
         return {"mean": None, "p50": None, "p90": None, "p99": None}
-    q = np.quantile(v, [0.5, 0.9, 0.99])
-    return {"mean": float(v.mean()), "p50": float(q[0]), "p90": float(q[1]), "p99": float(q[2])}
+    q = quantiles(v, (0.5, 0.9, 0.99))
+    return {"mean": float(v.mean()), "p50": q[0], "p90": q[1], "p99": q[2]}
+
+
+def quantiles(v: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """``np.quantile(v, qs)`` (its default linear method, bit for bit: tested) from one sort.
+
+    ``np.quantile`` loads ``numpy.ma`` on its first call, about 5 ms, which is more than the
+    whole headline costs on a short run; this is the same arithmetic without it."""
+    s = np.sort(np.asarray(v, dtype=np.float64))
+    n = len(s)
+    if np.isnan(s[-1]):  # NaN sorts last; numpy's quantiles are then NaN
+        return [math.nan] * len(qs)
+    out = []
+    for q in qs:
+        h = (n - 1) * q
+        lo = int(h)
+        hi = min(lo + 1, n - 1)
+        t = h - lo
+        a, b = float(s[lo]), float(s[hi])
+        # numpy's _lerp: from the nearer end, so that t = 1 gives b exactly.
+        out.append(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
+    return out
 
 
 def _jsonable(x: Any) -> Any:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from servoir.config import load_config
 from servoir.experiments.run import run
@@ -90,3 +93,15 @@ def test_run_is_deterministic_and_seed_sensitive() -> None:
         np.testing.assert_array_equal(a[k], b[k])
     c = run(cfg.model_copy(update={"seed": 1})).requests
     assert not np.array_equal(a["arrival_at"], c["arrival_at"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=200),
+       st.lists(st.floats(0.0, 1.0), min_size=1, max_size=5))
+def test_quantiles_equal_numpy_bit_for_bit(values: list[float], qs: list[float]) -> None:
+    """The headline's quantiles are numpy's default (linear) quantiles exactly."""
+    from servoir.results import quantiles
+
+    v = np.array(values)
+    assert quantiles(v, tuple(qs)) == [float(x) for x in np.quantile(v, qs)]
+    assert all(math.isnan(x) for x in quantiles(np.append(v, np.nan), (0.5,)))
