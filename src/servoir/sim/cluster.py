@@ -75,7 +75,8 @@ class Cluster:
         self.seq = 0
         self.table, self.cols = ReplicaTable.allocate(num_instances)
         self.router = router
-        router.reset(num_instances, stream(seed, "policy.router"))
+        if num_instances > 1:  # one instance: the router is never asked (see _dispatch)
+            router.reset(num_instances, stream(seed, "policy.router"))
         self.instances = []
         for k in range(num_instances):
             if stage_time is not None:

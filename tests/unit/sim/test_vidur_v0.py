@@ -12,6 +12,7 @@ from servoir.experiments.run import build, run
 from servoir.experiments.vidur import PUBLISHED, medians
 from servoir.hardware import get_model
 from servoir.hardware.vidur import VidurStageTime, build_tables, load_tables, vidur_num_blocks
+from servoir.rng import stream
 from servoir.sim import Cluster, EngineParams, collect
 from servoir.workload import Workload
 
@@ -65,6 +66,7 @@ def _run(w: Workload, pp: int, blocks: int, seqs: int, fast: bool, heap_loop: bo
                 stage_time=stage_time, vidur_fast=fast)
     if heap_loop:
         c.single = False  # the cluster's general loop (heap, router, table), not the lone one
+        c.router.reset(1, stream(0, "policy.router"))
     c.run()
     return collect(c), c.instances[0]
 
