@@ -63,8 +63,8 @@ def run_servoir(workload: str) -> tuple[float, dict[str, float]]:
     import pandas as pd
 
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "servoir.cli.main", "simulate", "--trace",
-               str(_workload_path(workload)), *SERVOIR_ARGS, "--json"]
+        cmd = [*_servoir_command(), "simulate", "--trace", str(_workload_path(workload)),
+               *SERVOIR_ARGS, "--json"]
         walls = []
         for _ in range(SERVOIR_REPEATS):  # best of 3: a half-second process is noise-prone
             t0 = time.perf_counter()
@@ -76,6 +76,15 @@ def run_servoir(workload: str) -> tuple[float, dict[str, float]]:
         r = pd.read_parquet(Path(out) / "requests.parquet")
     return wall, medians(r["first_token_at"].to_numpy(), r["finish_at"].to_numpy(),
                          r["arrival_at"].to_numpy(), r["num_output_tokens"].to_numpy())
+
+
+def _servoir_command() -> list[str]:
+    """The ``servoir`` console script beside this interpreter (what users and the issue's check
+    run), else ``python -m servoir.cli.main``."""
+    script = Path(sys.executable).with_name("servoir")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "servoir.cli.main"]
 
 
 def _workload_path(workload: str) -> Path:
