@@ -25,6 +25,7 @@ batch per rank and the share of the step spent reading KV (:func:`step_profile`)
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -174,10 +175,11 @@ def step_profile(meta: dict[str, Any], steps: dict[str, np.ndarray], kv_coef_s: 
                                       / dur.sum())}
 
 
-def _replay_one(cfg: Any) -> tuple[dict[str, Any], float, dict[str, np.ndarray], float]:
+def _replay_one(cfg: Any, workload: Workload | None = None
+                ) -> tuple[dict[str, Any], float, dict[str, np.ndarray], float]:
     """One DP-attention run as ``run()`` does it, keeping the group's per-event step records:
     ``(dp_summary, output tokens of finished requests, steps, last arrival)``."""
-    b = build(cfg)
+    b = build(cfg, workload)
     group = DPAttentionCluster(
         b.workload, num_ranks=cfg.cluster.instances, engine=b.engine, latency=b.latency,
         router=b.make_router(), make_scheduler=b.make_scheduler,
@@ -355,6 +357,41 @@ def heldout_style(traces: tuple[str, ...] = ("azure_conv", "azure_code", "moonca
                         echo(f"{trace} load {f} G={g} {router}: idle "
                              f"{h['barrier_idle_frac']:.4f}, imbalance "
                              f"{h['mean_imbalance_tokens']:.0f}")
+    return rows
+
+
+def heldout_windows(trace: str, g: int, load: float,
+                    routers: tuple[str, ...] = ("round_robin", "jsq", "bf_io"),
+                    per_rank: int = 300, max_windows: int = 8) -> list[dict[str, Any]]:
+    """The held-out run repeated on disjoint windows of the trace: requests ``[k N, (k + 1) N)``,
+    N = ``per_rank x G``, shifted to start at 0 and re-rated to ``load x`` round-robin's
+    saturated throughput per rank (at G = 4) ``x G``, as many windows as the trace holds (at
+    most ``max_windows``). One single run is decided largely by its drain (after the last
+    arrival a few long requests keep some ranks busy while the others sit empty), so a claim
+    about a router is read over windows. One row per (window, router): ``barrier_idle_frac``,
+    ``mean_imbalance_tokens`` and ``idle_before_drain`` (steps starting before the last
+    arrival)."""
+    def cfg(router: str, rate: float | None = None, n: int | None = None) -> Any:
+        over = ["cluster.mode=dp_attention", f"workload.trace={trace}", f"cluster.instances={g}",
+                f"cluster.router.name={router}"]
+        over += [f"workload.rate={rate}", f"workload.num_requests={n}"] if rate else []
+        return load_config(None, {}, over)
+
+    cap = run(cfg("round_robin", 1e6, 1600)).headline()["throughput_rps"] / 4
+    whole = build(cfg("round_robin")).workload
+    n = per_rank * g
+    rows = []
+    for k in range(min(max_windows, len(whole) // n)):
+        w = whole.take(slice(k * n, (k + 1) * n))
+        w = replace(w, arrival_at=w.arrival_at - w.arrival_at[0]).with_rate(load * cap * g)
+        for router in routers:
+            meta, _, steps, last = _replay_one(cfg(router), w)
+            live = steps["t_at"] < last
+            pre = 1 - steps["busy_s"][live].sum() / (g * steps["duration_s"][live].sum())
+            rows.append({"window": k, "router": router,
+                         "barrier_idle_frac": meta["barrier_idle_frac"],
+                         "mean_imbalance_tokens": meta["mean_imbalance_tokens"],
+                         "idle_before_drain": float(pre)})
     return rows
 
 

@@ -16,6 +16,7 @@ from servoir.experiments.family_routing import (
     explain_ratio,
     fit_slope,
     heldout_style,
+    heldout_windows,
     step_profile,
 )
 from servoir.hardware import get_latency_model
@@ -63,3 +64,11 @@ def test_heldout_style_rows() -> None:
     for r in rows:
         assert 0 <= r["barrier_idle_frac"] < 1 and r["mean_imbalance_tokens"] >= 0
     assert rows[3]["rate_rps"] == pytest.approx(4 * rows[0]["rate_rps"])
+
+
+def test_heldout_windows_are_disjoint_replays() -> None:
+    rows = heldout_windows("sharegpt", 2, 0.5, ("round_robin",), per_rank=40, max_windows=2)
+    assert [r["window"] for r in rows] == [0, 1]
+    for r in rows:
+        assert 0 <= r["idle_before_drain"] <= r["barrier_idle_frac"] < 1
+        assert r["mean_imbalance_tokens"] > 0
