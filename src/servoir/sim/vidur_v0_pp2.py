@@ -157,7 +157,9 @@ class TwoStageVidurV0(VidurV0Instance):
             groups, period, batches = [x, y], max(xt[0], yt[1]) + max(xt[1], yt[0]), [b0, b1]
         else:
             return
-        k = self._fit_memory(groups, k)
+        total_b = len(x.members) if len(groups) == 1 else len(x.members) + len(y.members)
+        if (k // 16 + 1) * total_b >= self.total_blocks - self.used - total_b:
+            k = self._fit_memory(groups, k)  # memory may be short: the exact check
         if k < 2:
             return
         self.stretch = groups  # type: ignore[assignment]
