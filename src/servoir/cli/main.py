@@ -465,8 +465,11 @@ def main() -> None:
     if sys.getprofile() is not None or sys.gettrace() is not None:
         sys.exit(code)  # under a profiler or debugger: let it see a normal exit
     atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # the reader went away (`servoir ... | head`): nothing left to say
+            code = code or 1
     os._exit(0 if code is None else int(code))
 
 
