@@ -117,7 +117,8 @@ class EngineLimits:
                 raise InputError(f"{name} must be an integer >= 1, got {v!r}", field=name)
 
 
-def _lengths(prompt: ArrayLike, output: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+def length_arrays(prompt: ArrayLike, output: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Prompt and output lengths as flat int64 arrays, checked (same non-zero length, >= 1)."""
     s = np.asarray(prompt, dtype=np.int64).ravel()
     o = np.asarray(output, dtype=np.int64).ravel()
     if s.shape != o.shape or not len(s):
@@ -154,7 +155,7 @@ def lifetime_kv(prompt: ArrayLike, output: ArrayLike, chunk: int,
     >>> int(lifetime_kv([4], [3], chunk=2)[0])
     17
     """
-    s, o = _lengths(prompt, output)
+    s, o = length_arrays(prompt, output)
     if chunk < 1 or block_size < 1:
         raise InputError(f"chunk and block_size must be >= 1, got {chunk}, {block_size}")
     bs = int(block_size)
@@ -193,7 +194,7 @@ class LengthMoments:
     def of(cls, prompt: ArrayLike, output: ArrayLike, chunk: int,
            block_size: int) -> LengthMoments:
         """Moments of the empirical distribution of ``(prompt, output)`` pairs."""
-        s, o = _lengths(prompt, output)
+        s, o = length_arrays(prompt, output)
         sf, df = s.astype(float), (o - 1).astype(float)
         nch = -(-s // chunk)
         return cls(
@@ -304,7 +305,7 @@ def instance_capacity(prompt: ArrayLike, output: ArrayLike, latency: Any,
     InputError
         If no request fits ``max_model_len``.
     """
-    s, o = _lengths(prompt, output)
+    s, o = length_arrays(prompt, output)
     keep = np.ones(len(s), dtype=bool)
     if limits.max_model_len is not None:
         keep = s + o <= limits.max_model_len
@@ -393,7 +394,7 @@ class RunningBatch:
            output: ArrayLike, max_sample: int = 2000) -> RunningBatch:
         """From the capacity of one instance and the (accepted) requests' lengths."""
         m = cap.moments
-        s, o = _lengths(prompt, output)
+        s, o = length_arrays(prompt, output)
         k = max(1, len(s) // max_sample)
         s, o = s[::k], o[::k]
         nch = -(-s // m.chunk)

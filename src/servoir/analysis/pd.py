@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from servoir.analysis.capacity import EngineLimits, LengthMoments, _lengths, iteration_mix
+from servoir.analysis.capacity import EngineLimits, LengthMoments, iteration_mix, length_arrays
 from servoir.errors import InputError
 
 __all__ = ["PoolRates", "colocated_lp", "disaggregated_lp", "pd_latencies", "pool_rates",
@@ -103,7 +103,7 @@ def pool_rates(prompt: ArrayLike, output: ArrayLike, latency: Any, limits: Engin
     ``link_bytes_per_s`` the bandwidth of each prefill instance's link. See the module
     docstring for the model.
     """
-    s, o = _lengths(prompt, output)
+    s, o = length_arrays(prompt, output)
     if limits.max_model_len is not None:
         keep = s + o <= limits.max_model_len
         s, o = s[keep], o[keep]
@@ -262,7 +262,7 @@ def pd_latencies(n_p: int, n_d: int, arrival_at: ArrayLike, prompt: ArrayLike,
     from servoir.analysis.slo import prefill_pool
 
     a = np.asarray(arrival_at, dtype=float)
-    s, o = _lengths(prompt, output)
+    s, o = length_arrays(prompt, output)
     if limits.max_model_len is not None:
         keep = s + o <= limits.max_model_len
         a, s, o = a[keep], s[keep], o[keep]

@@ -26,8 +26,8 @@ from servoir.analysis.capacity import (
     EngineLimits,
     IterationMix,
     RunningBatch,
-    _lengths,
     iteration_mix,
+    length_arrays,
 )
 from servoir.errors import InputError
 
@@ -216,7 +216,7 @@ def trace_latencies(n: int, arrival_at: ArrayLike, prompt: ArrayLike, output: Ar
     preemption, and the spread of instances' batches around the fluid's.
     """
     a = np.asarray(arrival_at, dtype=float)
-    s, o = _lengths(prompt, output)
+    s, o = length_arrays(prompt, output)
     if len(a) != len(s):
         raise InputError("arrival_at, prompt and output need the same length")
     if limits.max_model_len is not None:

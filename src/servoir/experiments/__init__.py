@@ -18,6 +18,19 @@ FAMILIES: dict[str, str] = {
 }
 
 
+def write_rows_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Write ``rows`` (dicts) to ``path`` as CSV: the header is the union of their keys in the
+    order first seen, and a key a row lacks is left empty. Returns ``path``."""
+    import csv
+
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with Path(path).open("w", newline="") as f:
+        wr = csv.DictWriter(f, fieldnames=keys, restval="")
+        wr.writeheader()
+        wr.writerows(rows)
+    return Path(path)
+
+
 def run_family(family: str, *, out: Path, seed: int = 0, quick: bool = False,
                echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the experiment of policy family ``family`` (see :data:`FAMILIES`)."""
@@ -31,4 +44,4 @@ def run_family(family: str, *, out: Path, seed: int = 0, quick: bool = False,
     return result
 
 
-__all__ = ["FAMILIES", "build", "build_workload", "run", "run_family"]
+__all__ = ["FAMILIES", "build", "build_workload", "run", "run_family", "write_rows_csv"]

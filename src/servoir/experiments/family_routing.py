@@ -295,7 +295,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 def run_family(out: Path, seed: int = 0, quick: bool = False,
                echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The routing family's experiment: rows, notes, a PNG and a CSV in ``out``."""
-    import csv
+    from servoir.experiments import write_rows_csv
 
     out.mkdir(parents=True, exist_ok=True)
     rows = sweep(seed, quick, echo)
@@ -317,12 +317,7 @@ def run_family(out: Path, seed: int = 0, quick: bool = False,
                  "decode step' in production; 28% energy saving in its experiments.")
     png = out / "routing_family.png"
     plot([r for r in rows if r["part"] == "sweep"], png)
-    path = out / "routing_family.csv"
-    keys = sorted({k for r in rows for k in r})
-    with path.open("w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=keys)
-        wr.writeheader()
-        wr.writerows(rows)
+    path = write_rows_csv(out / "routing_family.csv", rows)
     return {"title": f"DP-attention routing: barrier imbalance vs sqrt(B ln G), {MODEL} on {GPU}",
             "rows": [shown(r) for r in rows], "files": [str(png), str(path)], "notes": notes}
 

@@ -113,7 +113,7 @@ def _plot(table: dict[str, dict[str, float]], path: Path) -> None:
 def run_family(out: Path, seed: int = 0, quick: bool = False,
                echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Both parts; writes ``scheduling_robustness.csv/.png`` and ``scheduling_sim.csv``."""
-    import csv
+    from servoir.experiments import write_rows_csv
 
     out.mkdir(parents=True, exist_ok=True)
     insts = unit_instances(seed, 3 if quick else 12)
@@ -121,20 +121,12 @@ def run_family(out: Path, seed: int = 0, quick: bool = False,
     png = out / "scheduling_robustness.png"
     _plot(table, png)
     rows = [{"policy": p, **{lv: round(v, 4) for lv, v in d.items()}} for p, d in table.items()]
-    csv_path = out / "scheduling_robustness.csv"
-    with csv_path.open("w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=list(rows[0]))
-        wr.writeheader()
-        wr.writerows(rows)
+    csv_path = write_rows_csv(out / "scheduling_robustness.csv", rows)
     seeds = list(range(seed, seed + (2 if quick else 5)))
     n_req = 300 if quick else 1500
     sim_rows = (simulator_cuts("azure_conv", 30_000, 8.0, n_req, seeds)
                 + simulator_cuts("sharegpt", 30_000, 8.0, n_req, seeds))
-    sim_path = out / "scheduling_sim.csv"
-    with sim_path.open("w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=list(sim_rows[0]))
-        wr.writeheader()
-        wr.writerows(sim_rows)
+    sim_path = write_rows_csv(out / "scheduling_sim.csv", sim_rows)
     notes = [f"{r['trace']} {r['policy']}: mean E2E {r['mean_e2e_s']:.2f} s, cut vs FCFS "
              f"{100 * r['cut_vs_fcfs']:.1f}% [{100 * r['cut_ci_low']:.1f}, "
              f"{100 * r['cut_ci_high']:.1f}]" for r in sim_rows if r["policy"] != "fcfs"]

@@ -111,6 +111,8 @@ class Instance(Preemption, PolicyAdmission):
         self.step_ntok = 0
         self.step_stretch = False
         self.a_cache: dict[int, float] = {}
+        # A per-batch-size decode-KV rate, when the latency model has one (layer tables).
+        self.kv_coef_per_n: Callable[[int], float] | None = getattr(latency, "kv_coef", None)
         # Counters and series.
         self.num_preemptions = 0
         self.num_steps = 0
@@ -163,7 +165,7 @@ class Instance(Preemption, PolicyAdmission):
     def _kv_coef(self, num_seqs: int) -> float:
         """Seconds per attended decode-KV token of one iteration (see :meth:`_iter_time`)."""
         m = max(1, min(self.p.pp, num_seqs))
-        per_n = getattr(self.lat, "kv_coef", None)  # a per-batch-size rate, when the model has one
+        per_n = self.kv_coef_per_n
         return (self.lat.kv_coef_s if per_n is None else per_n(-(-num_seqs // m))) / m
 
     def _decode_a(self, n: int) -> float:
@@ -532,7 +534,8 @@ class Instance(Preemption, PolicyAdmission):
             return None
         return c, need, h
 
-    def _admit_one(self, plan: IterationPlan, rid: int, c: int, need: int, h: int, now: float) -> None:
+    def _admit_one(self, plan: IterationPlan, rid: int, c: int, need: int, h: int,
+                   now: float) -> None:
         st = self.st
         self.seq += 1
         self.running[rid] = self.seq
