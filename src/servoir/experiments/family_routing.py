@@ -39,7 +39,7 @@ from servoir.analysis.imbalance import (
     sawtooth_imbalance,
 )
 from servoir.config import load_config
-from servoir.experiments.run import build, run
+from servoir.experiments.run import build, dp_attention_group, run
 from servoir.hardware import get_latency_model
 from servoir.rng import stream
 from servoir.sim.dp_attention import DPAttentionCluster
@@ -180,10 +180,7 @@ def _replay_one(cfg: Any, workload: Workload | None = None
     """One DP-attention run as ``run()`` does it, keeping the group's per-event step records:
     ``(dp_summary, output tokens of finished requests, steps, last arrival)``."""
     b = build(cfg, workload)
-    group = DPAttentionCluster(
-        b.workload, num_ranks=cfg.cluster.instances, engine=b.engine, latency=b.latency,
-        router=b.make_router(), make_scheduler=b.make_scheduler,
-        max_model_len=b.max_model_len, seed=cfg.seed, record_series=False)
+    group = dp_attention_group(cfg, b, record_series=False)
     group.run()
     st = group.st
     tokens = float(sum(o for o, f in zip(st.output, st.finish_at, strict=True) if f == f))

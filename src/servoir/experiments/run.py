@@ -200,6 +200,20 @@ def clip_like_vidur(w: Workload, max_tokens: int) -> Workload:
                    meta={**w.meta, "num_prompt_clipped": int(over.sum())})
 
 
+def dp_attention_group(cfg: SimConfig, b: Built, record_series: bool = True) -> Any:
+    """Issue #5: the lock-step DP-attention group :func:`run` simulates for ``cfg`` (its G
+    ranks are the configured instances), built from ``b``; not yet run."""
+    from servoir.sim.dp_attention import DPAttentionCluster
+
+    if cfg.engine.preset != "vllm_v1" or cfg.workload.max_concurrency is not None:
+        raise InputError("cluster.mode=dp_attention runs the vllm_v1 engine without "
+                         "workload.max_concurrency", field="cluster.mode")
+    return DPAttentionCluster(
+        b.workload, num_ranks=cfg.cluster.instances, engine=b.engine, latency=b.latency,
+        router=b.make_router(), make_scheduler=b.make_scheduler,
+        max_model_len=b.max_model_len, seed=cfg.seed, record_series=record_series)
+
+
 def run(cfg: SimConfig, workload: Workload | None = None,
         progress: Callable[[int, int], None] | None = None,
         record_series: bool = True) -> RunResult:
@@ -207,16 +221,7 @@ def run(cfg: SimConfig, workload: Workload | None = None,
     t0 = time.perf_counter()
     b = build(cfg, workload)
     if cfg.cluster.mode == "dp_attention":
-        # Issue #5: the instances are the G ranks of one lock-step DP-attention group.
-        from servoir.sim.dp_attention import DPAttentionCluster
-
-        if cfg.engine.preset != "vllm_v1" or cfg.workload.max_concurrency is not None:
-            raise InputError("cluster.mode=dp_attention runs the vllm_v1 engine without "
-                             "workload.max_concurrency", field="cluster.mode")
-        group = DPAttentionCluster(
-            b.workload, num_ranks=cfg.cluster.instances, engine=b.engine, latency=b.latency,
-            router=b.make_router(), make_scheduler=b.make_scheduler,
-            max_model_len=b.max_model_len, seed=cfg.seed, record_series=record_series)
+        group = dp_attention_group(cfg, b, record_series)
         loop_s = group.run(progress)
         result = collect(group, {  # type: ignore[arg-type]
             "config_digest": cfg.digest(), "version": __version__, "seed": cfg.seed,
