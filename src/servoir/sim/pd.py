@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from servoir.results import STATUS, InstanceSeries, RunResult
+from servoir.results import STATUS, RunResult
 from servoir.rng import stream
 from servoir.sim.instance import EngineParams, Instance
+from servoir.sim.metrics import instance_series, request_latencies
 from servoir.sim.state import FINISHED, REJECTED, RequestState
 from servoir.views import ReplicaTable, RequestView
 from servoir.workload.requests import Workload
@@ -187,8 +188,6 @@ class PDCluster:
         code = np.array(self.status, dtype=np.int64)
         status = STATUS[code]
         fin = code == FINISHED
-        with np.errstate(invalid="ignore", divide="ignore"):
-            tpot = np.where(fin & (out > 1), (finish - first) / np.maximum(out - 1, 1), np.nan)
         sched = np.array(p.first_scheduled_at, dtype=np.float64)
         requests = {
             "request_id": np.arange(self.n, dtype=np.int64),
@@ -197,18 +196,13 @@ class PDCluster:
             "arrival_at": arrival, "num_prompt_tokens": np.array(self.prompt, dtype=np.int64),
             "num_output_tokens": out, "first_scheduled_at": sched, "first_token_at": first,
             "kv_arrived_at": np.array(self.kv_arrived_at, dtype=np.float64),
-            "finish_at": finish, "ttft_s": np.where(fin, first - arrival, np.nan),
-            "tpot_s": tpot, "e2e_s": np.where(fin, finish - arrival, np.nan),
-            "queue_s": np.where(~np.isnan(sched), sched - arrival, np.nan),
+            "finish_at": finish,
+            **request_latencies(arrival, sched, first, finish, out, fin),
             "num_preemptions": np.array(p.num_preemptions, dtype=np.int64)
             + np.array(d.num_preemptions, dtype=np.int64),
             "status": status,
         }
-        series = [InstanceSeries(np.frombuffer(i.s_time, dtype=np.float64).copy(),
-                                 np.frombuffer(i.s_running, dtype=np.int64).copy(),
-                                 np.frombuffer(i.s_waiting, dtype=np.int64).copy(),
-                                 np.frombuffer(i.s_used, dtype=np.int64).copy(),
-                                 i.total_blocks) for i in self.instances]
+        series = [instance_series(i) for i in self.instances]
         m = dict(meta or {})
         m.update({"sim_events": self.num_events, "num_prefill_instances": self.np_,
                   "num_decode_instances": self.nd,
