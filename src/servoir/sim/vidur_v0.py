@@ -113,7 +113,7 @@ class VidurV0Instance:
         self.stretch: list[Group] | None = None
         self.stretch_t0 = 0.0
         self.stretch_period = 0.0
-        self.stretch_times: list[tuple[float, ...]] = []
+        self.stretch_batches: list[Batch] = []  # in flight at its start; recur every cycle
         self.stretch_k = 0
         self.stretch_epoch = 0
         self.replaying = False
@@ -418,7 +418,7 @@ class VidurV0Instance:
         self.stretch_t0 = now
         self.stretch_period = period
         self.stretch_k = k
-        self.stretch_times = [busy[i].times for i in range(len(groups))]  # type: ignore[union-attr]
+        self.stretch_batches = [busy[i] for i in range(len(groups))]  # type: ignore[misc]
         self.stretch_epoch += 1
         ev = [e for e in self.events if e[2] != STAGE_END]  # the stretch owns the pipeline
         heapq.heapify(ev)
@@ -462,10 +462,9 @@ class VidurV0Instance:
         assert groups is not None
         t = self._advance_stretch(j)
         self.stretch_epoch += 1
-        # Re-create the batches in flight, in the order the literal path pushes them.
+        # Put the batches back in flight, in the order the literal path pushes them.
         for s in range(len(groups) - 1, -1, -1):
-            g = groups[s]
-            batch = Batch(self.stretch_times[s], group=g)
+            batch = self.stretch_batches[s]
             self.stage_busy[s] = batch
             self.stage_start_t[s] = t
             self.stage_end_t[s] = t + batch.times[s]

@@ -45,7 +45,6 @@ class TwoStageVidurV0(VidurV0Instance):
         self.t1 = INF  # stage-1 end of b1 (its batch end)
         self.s1_start = -INF  # when b1 entered stage 1
         self.jump_end = INF  # end of the closed-form jump in progress (INF: none)
-        self.stretch_batches: list[Batch] = []
 
     # ------------------------------------------------------------------ driver interface
     # ``arrive`` is the base class's: it cuts a jump (``_cut_stretch``), queues the request and
