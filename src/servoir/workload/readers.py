@@ -10,7 +10,12 @@ generic CSV or JSONL      ``arrival_s, prompt_tokens, output_tokens`` (any order
                           ``prefix_hashes, prefix_block_tokens, tenant, program_id,
                           session_id, turn, think_time_s``
 Vidur CSV                 ``arrived_at, num_prefill_tokens, num_decode_tokens``
-Azure LLM 2023 CSV        ``TIMESTAMP, ContextTokens, GeneratedTokens``
+Azure LLM 2023/2024 CSV   ``TIMESTAMP, ContextTokens, GeneratedTokens`` (a UTC offset such as
+                          ``+00:00`` on the timestamps, as in the 2024 trace, is applied)
+BurstGPT CSV              ``Timestamp`` (s), ``Request tokens, Response tokens``, optional
+                          ``Model`` (kept as ``tenant``), ``Total tokens, Log Type``
+LLMServingSim / vLLM      ``arrival_time_ns, input_toks, output_toks`` (the ``workload.csv``
+bench CSV                 of the validation bundles)
 Mooncake JSONL            ``timestamp`` (ms), ``input_length, output_length``, optional
                           ``hash_ids`` (prefix blocks of 512 tokens)
 ShareGPT length table     ``conv_idx, turn, user_tokens, assistant_tokens, history_tokens``
@@ -24,9 +29,11 @@ Decisions, the same for every format:
   lines count but are skipped) and the field.
 - Rows out of arrival order are sorted stably (real traces are sometimes unordered) and
   ``meta["resorted"]`` is set to True.
-- Token counts must be integers ``>= 1``. The one exception is the ShareGPT table, which has
-  7 turns with an empty prompt and 7 with an empty reply; those counts are clamped to 1 and
-  counted in ``meta["num_clamped"]`` (rows with at least one count clamped).
+- Token counts must be integers ``>= 1``. Two exceptions, where zeros are part of the data:
+  the ShareGPT table has 7 turns with an empty prompt and 7 with an empty reply, and BurstGPT
+  logs failed requests with 0 response tokens. There zero counts are clamped to 1 and counted
+  in ``meta["num_clamped"]`` (rows with at least one count clamped); negative or fractional
+  counts are still errors.
 - Length tables (ShareGPT, arXiv) have no timestamps: every ``arrival_at`` is 0 (one batch) and
   ``meta["has_arrivals"]`` is False. Pair them with a generator through
   :class:`~servoir.workload.lengths.Empirical`.
@@ -79,6 +86,8 @@ _CSV_FORMATS: dict[str, tuple[str, ...]] = {
     "generic": ("arrival_s", "prompt_tokens", "output_tokens"),
     "vidur": ("arrived_at", "num_prefill_tokens", "num_decode_tokens"),
     "azure": ("TIMESTAMP", "ContextTokens", "GeneratedTokens"),
+    "burstgpt": ("Timestamp", "Request tokens", "Response tokens"),
+    "llmservingsim": ("arrival_time_ns", "input_toks", "output_toks"),
     "sharegpt": ("conv_idx", "turn", "user_tokens", "assistant_tokens", "history_tokens"),
     "arxiv": ("num_prefill_tokens", "num_decode_tokens"),
 }
@@ -354,8 +363,25 @@ def _vidur(t: _Table) -> dict[str, Any]:
             "num_output_tokens": _ints(t, "num_decode_tokens")}
 
 
-def _azure(t: _Table) -> dict[str, Any]:
-    values = t.columns["TIMESTAMP"]
+_UTC_OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
+
+
+def _timestamps(t: _Table, name: str) -> np.ndarray:
+    """ISO timestamps as UTC ``datetime64[ns]``: a trailing ``Z`` or ``+HH:MM`` offset (the Azure
+    2024 trace writes ``+00:00``) is applied, not dropped, and a row without one is UTC."""
+    values = [v.strip() for v in t.columns[name]]
+    offsets = None
+    if any(_UTC_OFFSET.search(v) for v in values[:1] + values[-1:]):
+        offsets = np.zeros(len(values), dtype="timedelta64[m]")
+        naive = []
+        for i, v in enumerate(values):
+            m = _UTC_OFFSET.search(v)
+            if m is not None and m.group(1) != "Z":
+                hhmm = m.group(1).replace(":", "")
+                sign = -1 if hhmm[0] == "-" else 1
+                offsets[i] = sign * (int(hhmm[1:3]) * 60 + int(hhmm[3:5]))
+            naive.append(v[:m.start()] if m is not None else v)
+        values = naive
     try:
         stamps = np.array(values, dtype="datetime64[ns]")
     except ValueError:
@@ -363,15 +389,40 @@ def _azure(t: _Table) -> dict[str, Any]:
             try:
                 np.datetime64(v, "ns")
             except ValueError:
-                raise t.error(i, "TIMESTAMP", f"not a timestamp: {v!r}") from None
+                raise t.error(i, name, f"not a timestamp: {v!r}") from None
         raise
-    _check(t, "TIMESTAMP", np.isnat(stamps), "missing timestamp")
+    _check(t, name, np.isnat(stamps), "missing timestamp")
+    return stamps if offsets is None else stamps - offsets
+
+
+def _azure(t: _Table) -> dict[str, Any]:
+    stamps = _timestamps(t, "TIMESTAMP")
     # Seconds since the earliest row (the first row, as the files are sorted); integer
     # nanoseconds are subtracted before the float conversion to keep the 100 ns resolution.
     arrival = (stamps - stamps.min()).astype(np.int64) / 1e9
     return {"arrival_at": arrival,
             "num_prompt_tokens": _ints(t, "ContextTokens"),
             "num_output_tokens": _ints(t, "GeneratedTokens")}
+
+
+def _burstgpt(t: _Table) -> dict[str, Any]:
+    # Failed requests are logged with 0 response tokens: clamped to 1 and counted, like the
+    # ShareGPT table's empty turns (a request that was sent still costs its prefill).
+    prompt = _ints(t, "Request tokens", min_value=0)
+    output = _ints(t, "Response tokens", min_value=0)
+    cols: dict[str, Any] = {"arrival_at": _seconds(t, "Timestamp"),
+                            "num_prompt_tokens": np.maximum(prompt, 1),
+                            "num_output_tokens": np.maximum(output, 1),
+                            "meta": {"num_clamped": int(((prompt < 1) | (output < 1)).sum())}}
+    if t.has("Model"):
+        cols["tenant"] = _strings(t, "Model")
+    return cols
+
+
+def _llmservingsim(t: _Table) -> dict[str, Any]:
+    return {"arrival_at": _seconds(t, "arrival_time_ns", scale=1e-9),
+            "num_prompt_tokens": _ints(t, "input_toks"),
+            "num_output_tokens": _ints(t, "output_toks")}
 
 
 def _mooncake(t: _Table) -> dict[str, Any]:
@@ -408,8 +459,9 @@ def _arxiv(t: _Table) -> dict[str, Any]:
 
 
 _BUILDERS: dict[str, Callable[[_Table], dict[str, Any]]] = {
-    "generic": _generic, "vidur": _vidur, "azure": _azure, "mooncake": _mooncake,
-    "sharegpt": _sharegpt, "arxiv": _arxiv,
+    "generic": _generic, "vidur": _vidur, "azure": _azure, "burstgpt": _burstgpt,
+    "llmservingsim": _llmservingsim, "mooncake": _mooncake, "sharegpt": _sharegpt,
+    "arxiv": _arxiv,
 }
 
 
@@ -477,7 +529,7 @@ def read_trace(path_or_builtin_name: str | Path, *, seed: int = 0,
     -------
     Workload
         ``source`` is the file path; ``meta`` has ``format``, ``has_arrivals``, ``resorted``,
-        ``jittered`` and, for ShareGPT, ``num_clamped``.
+        ``jittered`` and, for ShareGPT and BurstGPT, ``num_clamped``.
 
     Raises
     ------
