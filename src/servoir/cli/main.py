@@ -132,12 +132,16 @@ def validate(
     out: Annotated[Path, Opt(help="Folder for the running/waiting PNGs.")] = Path(
         "results/validate"),
     as_json: Annotated[bool, Opt("--json", help="Print one JSON object.")] = False,
+    sensitivity: Annotated[bool, Opt(help="Also replay with every step 1% faster and 1% "
+                                          "slower: how much each statistic moves per +1% of "
+                                          "step time (queueing amplifies model error).")] = False,
 ) -> None:
     """Replay real vLLM 0.19 runs from their engine flags and per-layer tables; print measured
     beside predicted TTFT, TPOT and E2E (mean, p50, p90), throughput and each error."""
     from servoir.validation.bundle import shipped_bundles
     from servoir.validation.replay import compare as compare_bundle
     from servoir.validation.replay import plot_series, predict
+    from servoir.validation.replay import sensitivity as step_sensitivity
 
     names: list[str | Path] = list(bundles) if bundles else list(shipped_bundles())
     out.mkdir(parents=True, exist_ok=True)
@@ -146,6 +150,8 @@ def validate(
         pred = predict(name)
         row = compare_bundle(pred)
         row["plot"] = str(plot_series(pred, out / f"{pred.bundle.name}.png"))
+        if sensitivity:
+            row["per_step_plus_1pct"] = step_sensitivity(pred)
         result[pred.bundle.name] = row
     if as_json:
         typer.echo(json.dumps({"bundles": result}))

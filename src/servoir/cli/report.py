@@ -131,17 +131,20 @@ def print_rows(result: dict[str, Any]) -> None:
 def print_validation(result: dict[str, Any]) -> None:
     """``servoir validate``: measured beside predicted, errors, LLMServingSim's errors."""
     for name, r in result.items():
+        sens = r.get("per_step_plus_1pct")
+        extra = ("per +1% step time",) if sens else ()
         t = Table("metric", "stat", "measured", "predicted", "error", "LLMServingSim error",
-                  title=f"{name}  (replay {r['replay_wall_s']:.2f} s, KV blocks "
-                        f"{r['kv_blocks']:,}, preemptions {r['num_preemptions']:,})")
+                  *extra, title=f"{name}  (replay {r['replay_wall_s']:.2f} s, KV blocks "
+                                f"{r['kv_blocks']:,}, preemptions {r['num_preemptions']:,})")
         for k in ("ttft_s", "tpot_s", "e2e_s"):
             for stat in ("mean", "p50", "p90"):
                 ref = r["llmservingsim_error"].get(f"{k}.{stat}")
                 t.add_row(k.removesuffix("_s"), stat, f"{r[k]['measured'][stat]:.4g} s",
                           f"{r[k]['predicted'][stat]:.4g} s", f"{r[k]['error'][stat]:+.1%}",
-                          "-" if ref is None else f"{ref:+.1%}")
+                          "-" if ref is None else f"{ref:+.1%}",
+                          *((f"{sens[k][stat]:+.1%}",) if sens else ()))
         th = r["throughput_rps"]
         t.add_row("throughput", "req/s", f"{th['measured']:.3g}", f"{th['predicted']:.3g}",
-                  f"{th['error']:+.1%}", "-")
+                  f"{th['error']:+.1%}", "-", *(("-",) if sens else ()))
         console.print(t)
         console.print(f"running/waiting over time: {r['plot']}")

@@ -144,3 +144,52 @@ def test_decode_attention_follows_the_table_per_batch_size() -> None:
         err_line, err_plane = np.abs(line / t[m] - 1), np.abs(plane / t[m] - 1)
         assert err_line.mean() < 0.04 and err_line.max() < 0.12, name
         assert err_line.mean() < err_plane.mean(), name
+
+
+@pytest.mark.parametrize("lockstep", [False, True])
+def test_slower_steps_are_the_same_run_in_other_time_units(lockstep: bool) -> None:
+    """``sensitivity`` replays "every step c times slower" as arrivals / c with every time x c.
+    That is exact only if the engine has no clock of its own; checked on the engine modes the
+    replays use (async scheduling, prefix cache of preempted requests, whole-prompt admission,
+    preemption under a small KV cache; the lock-step DP group of the MoE bundle)."""
+    from servoir.registry import create
+    from servoir.sim import Cluster, EngineParams, collect
+    from servoir.sim.dp_attention import DPAttentionCluster
+    from servoir.workload import Workload
+
+    from factories import LinearLatency, make_workload
+
+    w = make_workload(3, 120, 0.004)
+    eng = EngineParams(16, 256, 4, 160, True, 1, reserve_full_prompt=True,
+                       async_scheduling=True, cache_preempted=True)
+
+    preempted = []
+
+    def times(arrival: np.ndarray, c: float) -> np.ndarray:
+        lat = LinearLatency(base=0.01 * c, per_token=1e-4 * c, per_seq=2e-4 * c,
+                            kv_coef_s=1e-5 * c, attn=1e-8 * c, hop=1e-4 * c)
+        kw = dict(engine=eng, latency=lat, router=create("routing", "vllm_score"),
+                  make_scheduler=lambda: create("scheduling", "fcfs"), max_model_len=10**9)
+        wl = Workload(arrival, w.num_prompt_tokens, w.num_output_tokens)
+        cl = (DPAttentionCluster(wl, num_ranks=2, prefill_on_ranks=True, **kw) if lockstep
+              else Cluster(wl, num_instances=2, **kw))
+        cl.run()
+        r = collect(cl).requests
+        preempted.append(int(r["num_preemptions"].sum()))
+        return np.concatenate([r["first_token_at"], r["finish_at"]])
+
+    c = 1.07
+    slow = times(w.arrival_at, c)
+    np.testing.assert_allclose(slow, c * times(w.arrival_at / c, 1.0), rtol=1e-9)
+    assert preempted[0] > 0 and preempted[0] == preempted[1]
+
+
+def test_sensitivity_separates_queueing_from_service() -> None:
+    """TPOT is service: it moves about 1% per 1% of step time. The MoE run's TTFT mean is
+    queueing near capacity and is amplified several times (why a 13.6% bar on it asks for
+    steps right to about 2%)."""
+    from servoir.validation.replay import sensitivity
+
+    s = sensitivity(predict("RTXPRO6000_Qwen3-30B-A3B-Instruct-2507"))
+    assert 0.007 < s["tpot_s"]["mean"] < 0.015
+    assert s["ttft_s"]["mean"] > 2.5 * s["tpot_s"]["mean"]
