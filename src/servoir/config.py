@@ -109,6 +109,10 @@ class HardwareConfig(_Frozen):
     """Pipeline-parallel degree."""
     kv_tokens: int | None = Field(default=None, gt=0)
     """Override the KV capacity per instance, in tokens."""
+    expert_parallel: bool = False
+    """MoE models in ``cluster.mode=dp_attention``: the group's ``tp x instances`` GPUs share
+    the routed experts (vLLM's ``--enable-expert-parallel``, DeepSeek-style serving); each rank
+    keeps attention, dense layers and shared experts."""
 
 
 # Engine defaults per preset: what the engine being mirrored ships.

@@ -114,6 +114,22 @@ class Built:
     stage_time: Any = None  # vidur_v0 only
 
 
+def expert_parallel_degree(cfg: SimConfig) -> int:
+    """GPUs sharing the routed experts: ``tp x instances`` with ``hardware.expert_parallel``
+    (a DP-attention group of an MoE model), else 1 (experts TP-sliced like the rest)."""
+    hw = cfg.hardware
+    if not hw.expert_parallel:
+        return 1
+    if not get_model(hw.model).is_moe:
+        raise InputError(f"{hw.model} has no experts to shard", field="hardware.expert_parallel")
+    if cfg.cluster.mode != "dp_attention" or hw.pp != 1:
+        raise InputError("expert parallelism shards the experts over the ranks of a DP-attention "
+                         "group: use it with cluster.mode=dp_attention and pp=1 (within one TP "
+                         "group it reads the same bytes as TP slicing)",
+                         field="hardware.expert_parallel")
+    return hw.tp * cfg.cluster.instances
+
+
 def build(cfg: SimConfig, workload: Workload | None = None) -> Built:
     """Resolve names and capacities; validate policies by constructing them once."""
     hw, eng = cfg.hardware, cfg.engine
@@ -121,7 +137,8 @@ def build(cfg: SimConfig, workload: Workload | None = None) -> Built:
     seqs = eng.setting("max_num_seqs")
     tokens = eng.setting("max_num_batched_tokens")
     chunked = eng.setting("enable_chunked_prefill")
-    latency = get_latency_model(hw.model, hw.gpu, hw.tp)
+    ep = expert_parallel_degree(cfg)
+    latency = get_latency_model(hw.model, hw.gpu, hw.tp, ep)
     stage_time = None
     if eng.preset == "vidur_v0":
         stage_time = VidurStageTime(spec, hw.gpu, hw.tp, hw.pp)
@@ -135,7 +152,7 @@ def build(cfg: SimConfig, workload: Workload | None = None) -> Built:
     else:
         reserve = default_activation_reserve_bytes(spec, hw.tp, tokens, seqs)
         kv_tokens = kv_capacity_tokens(hw.model, hw.gpu, hw.tp, hw.pp,
-                                       eng.gpu_memory_utilization, reserve)
+                                       eng.gpu_memory_utilization, reserve, ep)
     num_blocks = kv_tokens // eng.block_size
     if num_blocks < 1:
         raise InputError(f"KV capacity {kv_tokens} tokens is less than one block",

@@ -46,12 +46,16 @@ def kv_capacity_tokens(
     pp: int = 1,
     gpu_memory_utilization: float = 0.9,
     activation_reserve_bytes: int | None = None,
+    ep: int = 1,
 ) -> int:
     """KV-cache capacity of one instance in tokens (each GPU holds its share of every token).
 
-    Per GPU: ``memory * utilization - weight_bytes / (tp * pp) - reserve`` divided by the KV
-    bytes one token takes on that GPU (``kv_bytes_per_token / (tp * pp)``, with KV heads
-    replicated when ``num_kv_heads < tp`` and MLA latents replicated on every TP rank).
+    Per GPU: ``memory * utilization - weights - reserve`` divided by the KV bytes one token
+    takes on that GPU (``kv_bytes_per_token / (tp * pp)``, with KV heads replicated when
+    ``num_kv_heads < tp`` and MLA latents replicated on every TP rank). Weights per GPU are
+    ``weight_bytes / (tp * pp)``; with expert parallelism over ``ep > tp`` GPUs (a DP-attention
+    group of ``ep / tp`` ranks, vLLM's ``--enable-expert-parallel``) the routed experts are
+    split ``ep`` ways instead: ``(weight_bytes - routed) / (tp * pp) + routed / (ep * pp)``.
 
     Raises
     ------
@@ -76,14 +80,22 @@ def kv_capacity_tokens(
         if activation_reserve_bytes is None
         else int(activation_reserve_bytes)
     )
-    weights = spec.weight_bytes / (tp * pp)
+    if not isinstance(ep, int) or ep < 1 or (ep > tp and ep % tp):
+        raise InputError(f"expert-parallel degree must be 1 or a multiple of tp={tp}, got {ep!r}",
+                         field="hardware.expert_parallel")
+    routed = spec.routed_expert_bytes if ep > tp else 0
+    weights = (spec.weight_bytes - routed) / (tp * pp) + routed / (ep * pp)
     usable = gspec.memory_bytes * gpu_memory_utilization - weights - reserve
     if usable <= 0:
+        shard = f", ep={ep}" if ep > tp else ""
+        hint = "raise tp or pp" if ep <= tp else "raise tp or the group's ranks (instances)"
+        if spec.is_moe and ep <= tp:
+            hint += ", or shard the experts over a DP-attention group (hardware.expert_parallel)"
         raise InputError(
-            f"{spec.name} does not fit on {gspec.name} with tp={tp}, pp={pp}: "
+            f"{spec.name} does not fit on {gspec.name} with tp={tp}, pp={pp}{shard}: "
             f"{weights / _GIB:.1f} GiB of weights + {reserve / _GIB:.1f} GiB reserve per GPU > "
             f"{gspec.memory_bytes * gpu_memory_utilization / _GIB:.1f} GiB usable "
-            f"(gpu_memory_utilization={gpu_memory_utilization}); raise tp or pp",
+            f"(gpu_memory_utilization={gpu_memory_utilization}); {hint}",
             field="hardware.tp",
         )
     per_token = kv_bytes_per_token_per_gpu(spec, tp) / pp

@@ -282,11 +282,13 @@ def list_fitted_pairs() -> list[tuple[str, str, int]]:
 
 
 @cache
-def get_latency_model(model: str, gpu: str, tp: int = 1) -> LatencyModel:
+def get_latency_model(model: str, gpu: str, tp: int = 1, ep: int = 1) -> LatencyModel:
     """Latency model for a (model, GPU, TP) triple: shipped fit, else roofline.
 
     Names are resolved through the registries (unknown names raise ``UnknownNameError``);
-    ``tp`` is validated with :func:`validate_tp`. Results are cached.
+    ``tp`` is validated with :func:`validate_tp`. Results are cached. ``ep > tp``: one rank of
+    a DP-attention group whose ``ep`` GPUs share the routed experts (always the roofline: the
+    shipped fits were profiled without expert parallelism).
 
     Examples
     --------
@@ -296,6 +298,8 @@ def get_latency_model(model: str, gpu: str, tp: int = 1) -> LatencyModel:
     """
     spec, gspec = get_model(model), get_gpu(gpu)
     validate_tp(spec, tp)
+    if ep > tp:
+        return roofline_model(spec, gspec, tp, ep)
     key = pair_key(PROFILE_ALIASES.get(spec.name, spec.name), gspec.name, tp)
     entry = _load_shipped().get(key)
     if entry is None:
@@ -306,7 +310,7 @@ def get_latency_model(model: str, gpu: str, tp: int = 1) -> LatencyModel:
     return lm
 
 
-def roofline_model(spec: ModelSpec, gpu: GpuSpec, tp: int = 1) -> LatencyModel:
+def roofline_model(spec: ModelSpec, gpu: GpuSpec, tp: int = 1, ep: int = 1) -> LatencyModel:
     """Roofline latency model from shapes and data-sheet figures (no profile needed).
 
     Per knot ``n``: ``max(bytes / (bandwidth * BANDWIDTH_EFFICIENCY),
@@ -316,8 +320,21 @@ def roofline_model(spec: ModelSpec, gpu: GpuSpec, tp: int = 1) -> LatencyModel:
     ``n * hidden * 2`` bytes over NVLink (ring: ``2 (tp-1)/tp`` of the data crosses each link).
     Attention: ``kv_coef_s`` streams the KV bytes per token held by one GPU; prefill pairs cost
     ``4 * head_dim`` FLOPs per query head (QK^T and PV).
+
+    Expert parallelism (``ep > tp``, MoE only; DeepSeek-style serving): the ``ep`` GPUs of a
+    DP-attention group of ``ep / tp`` ranks each hold ``E / ep`` routed experts whole, and the
+    rest of the model TP-sliced. Every rank is costed as if all ranks ran its ``n`` tokens: the
+    group's ``n ep / tp`` tokens touch ``E/ep (1 - (1 - k/E)^(n ep/tp))`` local experts, whose
+    weights the GPU reads; expert FLOPs are the same ``n k / tp`` token-experts per GPU as
+    without EP. Dispatch and combine (DeepEP-style all-to-all, one copy per destination GPU)
+    send each token's hidden state to ``(ep - 1)(1 - (1 - 1/ep)^k)`` other GPUs on average, per
+    MoE layer each way, over the GPU's link (one NVLink domain assumed).
     """
     validate_tp(spec, tp)
+    shard = spec.is_moe and ep > tp
+    if shard and ep % tp:
+        raise InputError(f"expert-parallel degree {ep} is not a multiple of tp={tp}",
+                         field="hardware.expert_parallel")
     bw = gpu.hbm_bandwidth_bytes_per_s * BANDWIDTH_EFFICIENCY
     peak = gpu.bf16_flops * FLOPS_EFFICIENCY
     h, layers, act = spec.hidden_size, spec.num_layers, 2
@@ -330,19 +347,28 @@ def roofline_model(spec: ModelSpec, gpu: GpuSpec, tp: int = 1) -> LatencyModel:
     knots, times = TOKEN_KNOTS, []
     k_act = k_active(spec)
     for n in knots:
-        touched = 0.0
+        touched = local = 0.0
         if spec.is_moe:
             e, k = spec.num_experts, spec.experts_per_token
-            touched = e * (1.0 - (1.0 - k / e) ** n) + spec.num_shared_experts
+            if shard:
+                local = e / ep * (1.0 - (1.0 - k / e) ** (n * ep / tp))
+                touched = spec.num_shared_experts
+            else:
+                touched = e * (1.0 - (1.0 - k / e) ** n) + spec.num_shared_experts
         router = h * spec.num_experts
         weights = layers * attn_params + n_dense * dense_mlp + n_moe * (touched * expert + router)
         active = layers * attn_params + n_dense * dense_mlp + n_moe * (k_act * expert + router)
-        byts = weights * spec.dtype_bytes / tp + n * layers * 6 * h * act
+        byts = (weights / tp + n_moe * local * expert) * spec.dtype_bytes + n * layers * 6 * h * act
         flops = 2.0 * active * n / tp
         t = max(byts / bw, flops / peak)
         if tp > 1:
             ring = 2.0 * (tp - 1) / tp * n * h * act / gpu.interconnect_bytes_per_s
             t += 2 * layers * (ALLREDUCE_LATENCY_S + ring)
+        if shard:
+            k = spec.experts_per_token
+            remote = (ep - 1) * (1.0 - (1.0 - 1.0 / ep) ** k)
+            a2a = n / tp * remote * h * act / gpu.interconnect_bytes_per_s
+            t += 2 * n_moe * (ALLREDUCE_LATENCY_S + a2a)
         times.append(t)
     for i in range(1, len(times)):
         times[i] = max(times[i], times[i - 1])
@@ -361,8 +387,9 @@ def roofline_model(spec: ModelSpec, gpu: GpuSpec, tp: int = 1) -> LatencyModel:
         overhead_s=FRAMEWORK_OVERHEAD_S + layers * LAYER_FLOOR_S + lm_head_s,
         p2p_bytes_per_token=h * act,
         p2p_bytes_per_s=gpu.interconnect_bytes_per_s,
-        source="roofline",
-        fit={"bandwidth_efficiency": BANDWIDTH_EFFICIENCY, "flops_efficiency": FLOPS_EFFICIENCY},
+        source="roofline" if not shard else f"roofline:ep{ep}",
+        fit={"bandwidth_efficiency": BANDWIDTH_EFFICIENCY, "flops_efficiency": FLOPS_EFFICIENCY,
+             "ep": ep if shard else 1},
     )
 
 

@@ -95,6 +95,17 @@ class ModelSpec:
         return self.num_params * self.dtype_bytes
 
     @property
+    def routed_expert_bytes(self) -> int:
+        """Bytes of the routed experts (gate, up and down of every expert of every MoE layer;
+        0 for dense models): the weights expert parallelism shards over its ranks. The shared
+        experts, attention, router and dense layers stay on every rank."""
+        if not self.is_moe:
+            return 0
+        per_expert = 3 * self.hidden_size * self.moe_intermediate_size
+        moe_layers = self.num_layers - self.num_dense_layers
+        return moe_layers * self.num_experts * per_expert * self.dtype_bytes
+
+    @property
     def q_size(self) -> int:
         """Width of the query projection (``num_heads * head_dim``)."""
         return self.num_heads * self.head_dim
