@@ -188,49 +188,62 @@ def _replay_one(cfg: Any, workload: Workload | None = None
     return group.dp_summary(), tokens, steps, float(b.workload.arrival_at.max())
 
 
+# Replay set-ups: (label, model, GPU, ranks, extra overrides). The first is the sweep's dense
+# model; the second is the paper's production setting as far as we can rebuild it: a large MoE
+# behind a DP-attention barrier, experts sharded over the group (one 8-GPU NVLink node).
+REPLAY_SETUPS: tuple[tuple[str, str, str, int, tuple[str, ...]], ...] = (
+    (f"{MODEL} on {GPU}", MODEL, GPU, 8, ()),
+    ("deepseek-v3 EP8 on h200", "deepseek-v3", "h200", 8, ("hardware.expert_parallel=true",)),
+)
+
+
 def replay(seed: int, quick: bool, echo: Callable[[str], None] | None) -> list[dict[str, Any]]:
-    """Part 2: real traces through ``run()`` in DP-attention mode, RR against BF-IO."""
-    ranks = 8
+    """Part 2: real traces through ``run()`` in DP-attention mode, RR against BF-IO, in each of
+    :data:`REPLAY_SETUPS`."""
     rows = []
-    kv_coef = get_latency_model(MODEL, GPU, 1).kv_coef_s
-    for trace, label in TRACES.items():
-        n = 1500 if quick else 6000
-        base = ["cluster.mode=dp_attention", f"hardware.model={MODEL}", f"hardware.gpu={GPU}",
-                f"cluster.instances={ranks}", f"workload.trace={trace}",
-                f"workload.num_requests={n}", f"seed={seed}"]
-        # Twice the group's throughput under round-robin (measured, not assumed).
-        probe = run(load_config(None, {}, [*base, "workload.rate=1000000"]),
-                    record_series=False)
-        rate = 2.0 * probe.headline()["throughput_rps"]
-        out, prof = {}, {}
-        for r in ("round_robin", "bf_io"):
-            meta, tokens, steps, last = _replay_one(load_config(
-                None, {}, [*base, f"workload.rate={rate}", f"cluster.router.name={r}"]))
-            out[r] = (meta, tokens)
-            prof[r] = step_profile(meta, steps, kv_coef, last)
-        rr, bf = out["round_robin"], out["bf_io"]
-        e_rr = ranks * rr[0]["group_step_time_s"] / rr[1]
-        e_bf = ranks * bf[0]["group_step_time_s"] / bf[1]
-        row = {"part": "replay", "trace": label, "B": "vllm", "G": ranks,
-               "rate_rps": rate, "rr_idle": rr[0]["barrier_idle_frac"],
-               "bf_io_idle": bf[0]["barrier_idle_frac"],
-               "rr_imbalance": rr[0]["mean_imbalance_tokens"],
-               "bf_io_imbalance": bf[0]["mean_imbalance_tokens"],
-               "rank_s_per_token_rr": e_rr, "rank_s_per_token_bf_io": e_bf,
-               "energy_saving_frac": 1 - e_bf / e_rr,
-               "energy_saving_steady_frac": 1 - prof["bf_io"]["rank_s_per_token"]
-               / prof["round_robin"]["rank_s_per_token"]}
-        for r, tag in (("round_robin", "rr"), ("bf_io", "bf_io")):
-            row.update({f"{tag}_{k}": v for k, v in prof[r].items()})
-        rows.append(row)
-        if echo is not None:
-            echo(f"  {replay_line(row)}")
+    for setup, model, gpu, ranks, extra in REPLAY_SETUPS:
+        ep = ranks if extra else 1
+        kv_coef = get_latency_model(model, gpu, 1, ep).kv_coef_s
+        for trace, label in TRACES.items():
+            n = 1500 if quick else 6000
+            base = ["cluster.mode=dp_attention", f"hardware.model={model}",
+                    f"hardware.gpu={gpu}", f"cluster.instances={ranks}",
+                    f"workload.trace={trace}", f"workload.num_requests={n}", f"seed={seed}",
+                    *extra]
+            # Twice the group's throughput under round-robin (measured, not assumed).
+            probe = run(load_config(None, {}, [*base, "workload.rate=1000000"]),
+                        record_series=False)
+            rate = 2.0 * probe.headline()["throughput_rps"]
+            out, prof = {}, {}
+            for r in ("round_robin", "bf_io"):
+                meta, tokens, steps, last = _replay_one(load_config(
+                    None, {}, [*base, f"workload.rate={rate}", f"cluster.router.name={r}"]))
+                out[r] = (meta, tokens)
+                prof[r] = step_profile(meta, steps, kv_coef, last)
+            rr, bf = out["round_robin"], out["bf_io"]
+            e_rr = ranks * rr[0]["group_step_time_s"] / rr[1]
+            e_bf = ranks * bf[0]["group_step_time_s"] / bf[1]
+            row = {"part": "replay", "trace": label, "setup": setup, "B": "vllm", "G": ranks,
+                   "rate_rps": rate, "rr_idle": rr[0]["barrier_idle_frac"],
+                   "bf_io_idle": bf[0]["barrier_idle_frac"],
+                   "rr_imbalance": rr[0]["mean_imbalance_tokens"],
+                   "bf_io_imbalance": bf[0]["mean_imbalance_tokens"],
+                   "rank_s_per_token_rr": e_rr, "rank_s_per_token_bf_io": e_bf,
+                   "energy_saving_frac": 1 - e_bf / e_rr,
+                   "energy_saving_steady_frac": 1 - prof["bf_io"]["rank_s_per_token"]
+                   / prof["round_robin"]["rank_s_per_token"]}
+            for r, tag in (("round_robin", "rr"), ("bf_io", "bf_io")):
+                row.update({f"{tag}_{k}": v for k, v in prof[r].items()})
+            rows.append(row)
+            if echo is not None:
+                echo(f"  {replay_line(row)}")
     return rows
 
 
 def replay_line(row: dict[str, Any]) -> str:
     """One replay row in words."""
-    return (f"replay {row['trace']} at {row['rate_rps']:.1f} req/s on {row['G']} ranks: idle RR "
+    return (f"replay {row['trace']}, {row['setup']}, at {row['rate_rps']:.1f} req/s on "
+            f"{row['G']} ranks: idle RR "
             f"{row['rr_idle']:.3f} vs BF-IO {row['bf_io_idle']:.3f} (before the drain "
             f"{row['rr_idle_steady']:.3f} vs {row['bf_io_idle_steady']:.3f}; RR steps over 40% "
             f"idle {row['rr_steps_over_40pct']:.1%}, p99 {row['rr_idle_p99']:.2f}; KV share of "
@@ -241,7 +254,7 @@ def replay_line(row: dict[str, Any]) -> str:
 
 
 # The terminal table (and --json) carries these; the CSV carries every column.
-SHOWN = ("part", "trace", "B", "G", "rr_imbalance", "rr_predicted", "bf_io_greedy_imbalance",
+SHOWN = ("part", "trace", "setup", "B", "G", "rr_imbalance", "rr_predicted", "bf_io_greedy_imbalance",
          "bf_io_imbalance", "sawtooth_floor", "ratio", "rr_idle", "bf_io_greedy_idle",
          "bf_io_idle")
 
@@ -252,6 +265,7 @@ def shown(row: dict[str, Any]) -> dict[str, Any]:
     if r["part"] == "replay":
         r["ratio"] = r["rr_imbalance"] / r["bf_io_imbalance"]
     r["trace"] = next(k for k, v in TRACES.items() if v == r["trace"])
+    r.setdefault("setup", f"{MODEL} on {GPU}")
     return {k: r.get(k, float("nan")) for k in SHOWN}
 
 

@@ -338,7 +338,7 @@ def roofline_model(spec: ModelSpec, gpu: GpuSpec, tp: int = 1, ep: int = 1) -> L
     bw = gpu.hbm_bandwidth_bytes_per_s * BANDWIDTH_EFFICIENCY
     peak = gpu.bf16_flops * FLOPS_EFFICIENCY
     h, layers, act = spec.hidden_size, spec.num_layers, 2
-    attn_params = h * (spec.q_size + 2 * spec.kv_size) + spec.q_size * h
+    attn_params = spec.attn_layer_params or h * (spec.q_size + 2 * spec.kv_size) + spec.q_size * h
     dense_mlp = 3 * h * spec.intermediate_size
     expert = 3 * h * spec.moe_intermediate_size
     n_moe = layers - spec.num_dense_layers if spec.is_moe else 0

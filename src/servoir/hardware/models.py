@@ -43,6 +43,9 @@ class ModelSpec:
         tensor-parallel rank. 0 for ordinary (GQA/MHA) attention.
     num_shared_experts, num_dense_layers : int
         DeepSeek-style always-active experts and leading dense layers.
+    attn_layer_params : int
+        Parameters of one attention layer when the head shapes do not give them (MLA's
+        low-rank projections); 0: ``hidden * (q_size + 2 kv_size) + q_size * hidden``.
     """
 
     name: str
@@ -63,6 +66,7 @@ class ModelSpec:
     mla_kv_dim: int = 0
     num_shared_experts: int = 0
     num_dense_layers: int = 0
+    attn_layer_params: int = 0
 
     @property
     def is_moe(self) -> bool:
@@ -158,6 +162,9 @@ _add(
         "deepseek-v3", 61, 7168, 128, 128, 128, 18432, 129280, 671_000_000_000, 163840,
         num_experts=256, experts_per_token=8, moe_intermediate_size=2048, dtype_bytes=1,
         kv_dtype_bytes=2, mla_kv_dim=576, num_shared_experts=1, num_dense_layers=3,
+        # MLA per layer: q_a 7168x1536, q_b 1536x(128x192), kv_a 7168x576, kv_b 512x(128x256),
+        # o (128x128)x7168 (config.json: q_lora_rank 1536, kv_lora_rank 512).
+        attn_layer_params=7168 * 1536 + 1536 * 24576 + 7168 * 576 + 512 * 32768 + 16384 * 7168,
     )
 )  # fmt: skip
 

@@ -75,3 +75,17 @@ def test_deepseek_v3_runs_as_a_dp_attention_group() -> None:
     h = res.headline()
     assert res.meta["latency_model"] == "roofline:ep8"
     assert h["num_finished"] == 400 and 0.0 <= h["barrier_idle_frac"] < 1.0
+
+
+def test_deepseek_v3_shapes_add_up_to_its_671b_parameters() -> None:
+    # MLA attention, 3 dense layers, 58 MoE layers of 256 routed + 1 shared expert and a router,
+    # embeddings and head: the shapes the roofline reads account for the published total.
+    s = get_model("deepseek-v3")
+    expert = 3 * s.hidden_size * s.moe_intermediate_size
+    moe_layers = s.num_layers - s.num_dense_layers
+    total = (s.num_layers * s.attn_layer_params
+             + s.num_dense_layers * 3 * s.hidden_size * s.intermediate_size
+             + moe_layers * ((s.num_experts + s.num_shared_experts) * expert
+                             + s.hidden_size * s.num_experts)
+             + 2 * s.vocab_size * s.hidden_size)
+    assert total == pytest.approx(s.num_params, rel=0.005)
