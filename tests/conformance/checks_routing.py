@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from servoir import registry
-from servoir.policies.routing.bf_io import idle_objective, solve_ip
+from servoir.policies.routing.bf_io import idle_objective, lookahead, solve_ip
 from servoir.policies.routing.bf_io_greedy import greedy_assign
 from servoir.policies.routing.rank_table import RankTable
 from servoir.views import ReplicaTable, RequestView
@@ -76,24 +76,27 @@ def _brute_force(sizes, load, drift, free, kv, horizon, num) -> float:
 
 def check_ip_optimal_small(family: str, name: str) -> None:
     """On small programs, the integer program attains the brute-force optimum of its objective,
-    both by enumeration and by HiGHS (enumeration switched off)."""
+    both by enumeration and by HiGHS (enumeration switched off), with the plain horizon, with
+    a survival-weighted lookahead (an observed finish hazard) and with the empty-rank cost."""
     assert family == "routing"
     rng = np.random.default_rng(1)
-    improved = {0: 0, 10**6: 0}
-    for _ in range(40):
-        sizes, load, drift, free, kv = _small_program(rng)
-        warm = greedy_assign(sizes, load, drift, free, kv, 3)
-        num = int((warm >= 0).sum())
-        opt = _brute_force(sizes, load, drift, free, kv, 3, num)
-        for limit in improved:
-            out, st = solve_ip(sizes, load, drift, free, kv, 3, time_limit_s=5.0,
-                               max_nodes=10**6, enumerate_limit=limit)
-            assert int((out >= 0).sum()) == num
-            assert st["optimal"] == 1.0
-            assert abs(st["objective"] - opt) < 1e-6, (limit, st, opt)
-            assert abs(idle_objective(out, sizes, load, drift, 3) - opt) < 1e-6
-            improved[limit] += st["objective"] < st["warm_objective"] - 1e-6
-    assert min(improved.values()) > 0, "the warm start was always optimal: the check is vacuous"
+    for horizon in (3, lookahead(3, 0.05), lookahead(3, 0.2, busy_cost=3000.0)):
+        improved = {0: 0, 10**6: 0}
+        for _ in range(40):
+            sizes, load, drift, free, kv = _small_program(rng)
+            warm = greedy_assign(sizes, load, drift, free, kv, 3)
+            num = int((warm >= 0).sum())
+            opt = _brute_force(sizes, load, drift, free, kv, horizon, num)
+            for limit in improved:
+                out, st = solve_ip(sizes, load, drift, free, kv, horizon, time_limit_s=5.0,
+                                   max_nodes=10**6, enumerate_limit=limit)
+                assert int((out >= 0).sum()) == num
+                assert st["optimal"] == 1.0
+                assert abs(st["objective"] - opt) < 1e-6 * max(1.0, abs(opt)), (limit, st, opt)
+                assert abs(idle_objective(out, sizes, load, drift, horizon) - st["objective"]) \
+                    < 1e-6 * max(1.0, abs(opt))
+                improved[limit] += st["objective"] < st["warm_objective"] - 1e-6
+        assert min(improved.values()) > 0, "the warm start was always optimal: check vacuous"
 
 
 def check_no_worse_than_greedy(family: str, name: str) -> None:

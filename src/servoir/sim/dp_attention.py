@@ -158,7 +158,13 @@ class DPAttentionCluster:
         b = max(2, engine.max_num_seqs)
         per_seq = (latency.step_time(b, b, 0, 0.0) - latency.step_time(1, 1, 0, 0.0)) / (b - 1)
         self.cols["seq_cost_tokens"][:] = round(per_seq / latency.kv_coef_s)
+        # What a rank's iteration costs for running at all (one sequence, less its own cost).
+        fixed = max(latency.step_time(1, 1, 0, 0.0) - per_seq, 0.0)
+        self.cols["busy_cost_tokens"][:] = round(fixed / latency.kv_coef_s)
         self.pool: deque[int] = deque()
+        # The finish hazard routers see: finishes per running request per step, so far.
+        self.num_finished = 0
+        self.request_steps = 0.0
         self.num_rejected = 0
         self.num_events = 0
         # Per event: start time, iterations k, duration, sum of imbalance, sum of busy times,
@@ -178,12 +184,15 @@ class DPAttentionCluster:
             None if w.program_id is None else str(w.program_id[rid]))
 
     def _on_finish(self, rid: int, t: float) -> None:
+        self.num_finished += 1
         k = self.st.instance[rid]
         self.cols["outstanding_tokens"][k] -= self.st.prompt[rid] + self.st.output[rid]
 
     # ------------------------------------------------------------------ boundary
     def _refresh(self) -> None:
         cols, st = self.cols, self.st
+        if self.request_steps > 0:
+            cols["finish_hazard"][:] = self.num_finished / self.request_steps
         for k, r in enumerate(self.instances):
             nw, nr = len(r.waiting), len(r.running)
             cols["num_waiting"][k] = nw
@@ -316,7 +325,9 @@ class DPAttentionCluster:
         s["busy_s"].append(busy_s)
         s["full"].append(full)
         s["peak_load_sum"].append(peak)
-        s["running_sum"].append(k * sum(len(r.running) for r in busy))
+        running = k * sum(len(r.running) for r in busy)
+        s["running_sum"].append(running)
+        self.request_steps += running
         return k, dur
 
     def dp_summary(self) -> dict[str, float]:

@@ -30,6 +30,11 @@ class RankTable(ReplicaTable):
     seq_cost_tokens : what one more sequence adds to the rank's step time, in KV-token
         equivalents (the per-sequence GEMM and sampling cost over the per-KV-token attention
         cost; the engine fills it from its latency model, the same value for every rank).
+    finish_hazard : requests finished per running request per decode step, over the group so
+        far (0 before the first finish; the same value for every rank). A population statistic
+        any coordinator observes; no request's length is in it.
+    busy_cost_tokens : what a rank's iteration costs for running at all (weights, launches),
+        in KV-token equivalents: what an empty rank idles at every barrier.
     """
 
     kv_tokens: np.ndarray
@@ -37,6 +42,8 @@ class RankTable(ReplicaTable):
     num_free_slots: np.ndarray
     kv_free_tokens: np.ndarray
     seq_cost_tokens: np.ndarray
+    finish_hazard: np.ndarray
+    busy_cost_tokens: np.ndarray
 
     @staticmethod
     def allocate(n: int) -> tuple[RankTable, dict[str, np.ndarray]]:  # type: ignore[override]
@@ -51,8 +58,17 @@ class RankTable(ReplicaTable):
             "num_free_slots": np.zeros(n, dtype=np.int64),
             "kv_free_tokens": np.zeros(n, dtype=np.int64),
             "seq_cost_tokens": np.zeros(n, dtype=np.int64),
+            "finish_hazard": np.zeros(n, dtype=np.float64),
+            "busy_cost_tokens": np.zeros(n, dtype=np.int64),
         }
         return RankTable(**{k: readonly(v) for k, v in cols.items()}), cols
+
+
+def finish_hazard(replicas: ReplicaTable) -> float:
+    """The group's observed finish hazard (:class:`RankTable`), 0 on a plain table."""
+    if isinstance(replicas, RankTable) and replicas.size:
+        return float(replicas.finish_hazard[0])
+    return 0.0
 
 
 def rank_loads(
@@ -72,3 +88,10 @@ def rank_loads(
     g = replicas.size
     big = np.full(g, np.iinfo(np.int64).max // 4, dtype=np.int64)
     return (replicas.outstanding_tokens, replicas.num_waiting + replicas.num_running, big, big, 0)
+
+
+def busy_cost_tokens(replicas: ReplicaTable) -> float:
+    """An empty rank's idle per barrier (:class:`RankTable`), 0 on a plain table."""
+    if isinstance(replicas, RankTable) and replicas.size:
+        return float(replicas.busy_cost_tokens[0])
+    return 0.0
