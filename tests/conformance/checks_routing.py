@@ -12,8 +12,9 @@ from collections.abc import Callable
 import numpy as np
 
 from servoir import registry
-from servoir.policies.routing.bf_io import idle_objective, lookahead, solve_ip
+from servoir.policies.routing.bf_io import idle_objective, solve_ip
 from servoir.policies.routing.bf_io_greedy import greedy_assign
+from servoir.policies.routing.lookahead import lookahead
 from servoir.policies.routing.rank_table import RankTable
 from servoir.views import ReplicaTable, RequestView
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from servoir.policies.routing.bf_io import lookahead, single_request
+from servoir.policies.routing.bf_io import single_request
+from servoir.policies.routing.lookahead import lookahead
 from servoir.registry import create
 from servoir.sim.dp_attention import DPAttentionCluster
 from servoir.sim.instance import EngineParams

@@ -39,6 +39,7 @@ from servoir.policies.routing.bf_io_greedy import (
     route_least_predicted,
     spread_cap,
 )
+from servoir.policies.routing.lookahead import Lookahead, as_lookahead, base_horizon, lookahead
 from servoir.policies.routing.rank_table import busy_cost_tokens, finish_hazard, rank_loads
 from servoir.registry import register
 from servoir.views import ReplicaTable, RequestView
@@ -54,85 +55,6 @@ def _highs() -> Any:
     survival-weighted lookahead the weights are fractional and the same gap bounds how far the
     answer may be from optimal: 0.45 weighted tokens."""
     return quiet_highs(threads=1, mip_rel_gap=0.0, mip_abs_gap=0.45)
-
-
-@dataclass(frozen=True)
-class Lookahead:
-    """The steps ahead the program predicts (``steps``), the weight of each (``weights``) and
-    the chance a rank's requests have all finished by then (``finished``, per request).
-
-    ``lookahead(H)`` is the plain horizon: steps 1..H, weight 1 each (every active request
-    assumed to keep running). ``lookahead(H, q, F)`` with an observed finish hazard ``q > 0``
-    predicts each request still running ``h`` steps ahead with probability ``(1 - q)^h``
-    (memoryless output lengths of mean ``1 / q``; no per-request length is used), and extends
-    the horizon by doubling (2H, 4H, ...) up to ``4 / q`` steps, each later point standing for
-    the steps since the previous one (its ``span``): the weight of step ``h`` is its span times
-    ``(1 - q)^h``. The far points see how the ranks will drain, which the next H steps cannot:
-    a request's expected remaining work is the same for every active request, so far ahead a
-    rank's load follows its request count, not only its KV.
-
-    ``busy_cost`` ``F`` (KV-token equivalents) is what a rank's iteration costs for being busy at
-    all (weights, launches); a rank whose requests have all finished idles that much at every
-    barrier. The expected cost of empty ranks, ``sum_h span_h F sum_g (1 - (1 - q)^h)^n_g``
-    for ``n_g`` requests on rank ``g``, joins the objective (:meth:`empty_cost`): separable and
-    convex in each rank's count, so it favours spreading requests when ranks may run dry.
-    """
-
-    steps: np.ndarray
-    weights: np.ndarray
-    span: np.ndarray | None = None
-    finished: np.ndarray | None = None  # 1 - (1 - q)^h per step, None: no empty-rank cost
-    busy_cost: float = 0.0
-
-    @property
-    def size(self) -> int:
-        """Number of predicted points."""
-        return len(self.steps)
-
-    def empty_cost(self, counts: np.ndarray) -> np.ndarray:
-        """Expected busy cost lost to empty ranks, for rank request counts ``counts`` (last axis:
-        ranks; any leading axes are placements). 0 without a hazard or a busy cost."""
-        counts = np.asarray(counts)
-        if self.finished is None or self.busy_cost <= 0:
-            return np.zeros(counts.shape[:-1])
-        out = np.zeros(counts.shape[:-1])
-        for f, sp in zip(self.finished, self.span, strict=True):  # type: ignore[arg-type]
-            out += sp * (f ** counts).sum(axis=-1)
-        return self.busy_cost * out
-
-    def empty_gain(self, n: np.ndarray, cap: int) -> np.ndarray:
-        """``[G, cap]``: how much each rank's empty cost falls with its ``m``-th new request
-        (m = 1..cap), decreasing in m (the cost is convex in the count)."""
-        n = np.asarray(n, dtype=np.float64)
-        if self.finished is None or self.busy_cost <= 0 or cap <= 0:
-            return np.zeros((len(n), max(cap, 0)))
-        m = np.arange(cap, dtype=np.float64)
-        out = np.zeros((len(n), cap))
-        for f, sp in zip(self.finished, self.span, strict=True):  # type: ignore[arg-type]
-            out += sp * f ** (n[:, None] + m[None, :]) * (1.0 - f)
-        return self.busy_cost * out
-
-
-def lookahead(horizon: int, hazard: float = 0.0, busy_cost: float = 0.0) -> Lookahead:
-    """The program's :class:`Lookahead` for a base ``horizon``, a finish ``hazard`` and the busy
-    cost of a rank's iteration (KV-token equivalents; counted only with a hazard)."""
-    hs = [float(h) for h in range(1, horizon + 1)]
-    span = [1.0] * horizon
-    if hazard > 0:
-        h = 2.0 * horizon
-        while h <= 4.0 / hazard and len(hs) < horizon + 16:
-            hs.append(h)
-            span.append(h / 2)
-            h *= 2
-    steps, sp = np.array(hs), np.array(span)
-    alive = (1.0 - min(hazard, 1.0)) ** steps
-    if hazard <= 0:
-        return Lookahead(steps, sp * alive)
-    return Lookahead(steps, sp * alive, sp, 1.0 - alive, float(busy_cost))
-
-
-def _points(horizon: int | Lookahead) -> Lookahead:
-    return horizon if isinstance(horizon, Lookahead) else lookahead(horizon)
 
 
 def enumerate_ip(sizes: np.ndarray, load: np.ndarray, drift: np.ndarray, free: np.ndarray,
@@ -165,19 +87,14 @@ def enumerate_ip(sizes: np.ndarray, load: np.ndarray, drift: np.ndarray, free: n
     a, cnt, add = a[ok], cnt[ok], add[ok]
     base = load.astype(np.float64)[None, :] + add
     idle = np.zeros(len(a))
-    la = _points(horizon)
+    la = as_lookahead(horizon)
     for h, wt in zip(la.steps, la.weights, strict=True):
         lh = base + (drift[None, :] + cnt) * h
         idle += wt * (g * lh.max(axis=1) - lh.sum(axis=1))
     idle += la.empty_cost(drift[None, :] + cnt)
-    tie = (cnt * predicted_load(load, drift, _base_horizon(la))[None, :]).sum(axis=1)
+    tie = (cnt * predicted_load(load, drift, base_horizon(la))[None, :]).sum(axis=1)
     order = np.lexsort((np.arange(len(a)), tie, np.round(idle, 6)))
     return a[order[0]].astype(np.int64)
-
-
-def _base_horizon(la: Lookahead) -> int:
-    """The unit-step part of a lookahead (the tie-break's averaging window)."""
-    return int(np.sum(la.steps == np.arange(1, la.size + 1))) or 1
 
 
 def idle_objective(assign: np.ndarray, sizes: np.ndarray, load: np.ndarray, drift: np.ndarray,
@@ -185,7 +102,7 @@ def idle_objective(assign: np.ndarray, sizes: np.ndarray, load: np.ndarray, drif
     """The program's objective for a placement: predicted idle summed over the lookahead."""
     g = len(load)
     total = 0.0
-    la = _points(horizon)
+    la = as_lookahead(horizon)
     placed = assign >= 0
     for h, wt in zip(la.steps, la.weights, strict=True):
         lh = load.astype(np.float64) + drift * h
@@ -202,7 +119,7 @@ def idle_lower_bound(sizes: np.ndarray, load: np.ndarray, drift: np.ndarray,
     g = len(load)
     top = np.sort(np.asarray(sizes, dtype=np.float64))[::-1][:num].sum()
     total = 0.0
-    la = _points(horizon)
+    la = as_lookahead(horizon)
     for h, wt in zip(la.steps, la.weights, strict=True):
         lh = load.astype(np.float64) + drift * h
         total += wt * (g * lh.max() - lh.sum() - top - num * (h + seq_cost))
@@ -237,7 +154,7 @@ def _program(s: np.ndarray, load: np.ndarray, drift: np.ndarray, free: np.ndarra
     # Tie-break (total < 0.5, below the objective's integer steps): among placements of equal
     # predicted idle, prefer less loaded ranks, as the greedy form does; this balances the ranks
     # below the peak, which the idle objective alone leaves to chance.
-    pred = predicted_load(load, drift, _base_horizon(la))
+    pred = predicted_load(load, drift, base_horizon(la))
     eps = 0.5 / (len(s) * (float(pred.max()) + 1.0) + 1.0)
     cost = np.concatenate([-((s[pairs_j, None] + seq_cost + hs[None, :]) * wt[None, :]).sum(axis=1)
                            + eps * pred[pairs_g],
@@ -306,9 +223,9 @@ def solve_ip(sizes: np.ndarray, load: np.ndarray, drift: np.ndarray, free: np.nd
     t0 = time.perf_counter()
     s = np.asarray(sizes, dtype=np.int64)
     free = spread_cap(len(s), free)
-    la = _points(horizon)
+    la = as_lookahead(horizon)
     if warm is None:
-        warm = greedy_assign(s, load, drift, free, kv_free, _base_horizon(la), seq_cost)
+        warm = greedy_assign(s, load, drift, free, kv_free, base_horizon(la), seq_cost)
     num = int((warm >= 0).sum())
     hs = la.steps
     base = load[None, :].astype(np.float64) + drift[None, :] * hs[:, None]  # [H, G]
@@ -377,7 +294,7 @@ def single_slot(sizes: np.ndarray, load: np.ndarray, drift: np.ndarray, rank: in
     ok = sizes < kv_free
     if not ok.any():
         return -1
-    la = _points(horizon)
+    la = as_lookahead(horizon)
     hs = la.steps
     base = load[None, :].astype(np.float64) + drift[None, :] * hs[:, None]  # [H, G]
     peak = base.max(axis=1)  # [H]
@@ -396,7 +313,7 @@ def single_request(size: int, load: np.ndarray, drift: np.ndarray, free: np.ndar
     ok = (free > 0) & (kv_free > size)
     if not ok.any():
         return -1
-    la = _points(horizon)
+    la = as_lookahead(horizon)
     hs = la.steps
     base = load[None, :].astype(np.float64) + drift[None, :] * hs[:, None]  # [H, G]
     peak = base.max(axis=1)
