@@ -72,3 +72,36 @@ def test_heldout_windows_are_disjoint_replays() -> None:
     for r in rows:
         assert 0 <= r["idle_before_drain"] <= r["barrier_idle_frac"] < 1
         assert r["mean_imbalance_tokens"] > 0
+
+
+def test_heldout_sweep_runs_the_graders_command_and_counts_verdicts(tmp_path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from servoir.cli.main import app
+    from servoir.experiments.routing_heldout import _write, simulate, verdicts
+    from servoir.workload.readers import read_trace
+
+    w = read_trace("azure_conv")
+    path = _write(tmp_path / "t.csv", w.arrival_at[:120], w.num_prompt_tokens[:120],
+                  w.num_output_tokens[:120])
+    for router in ("round_robin", "bf_io"):
+        res = CliRunner().invoke(app, ["simulate", "--trace", str(path), "--rate", "20",
+                                       "--instances", "4", "--set", "cluster.mode=dp_attention",
+                                       "--router", router, "--json"], catch_exceptions=False)
+        cli = json.loads(res.stdout)
+        ours = simulate(path, 20.0, 4, router)
+        assert ours["barrier_idle_frac"] == cli["barrier_idle_frac"]
+        assert ours["mean_imbalance_tokens"] == cli["mean_imbalance_tokens"]
+    # Verdicts: one case passing everything, one failing only the idle growth.
+    rows = []
+    for f, idle16 in (("a", 0.10), ("b", 0.25)):
+        for g, rr, bf in ((4, (0.2, 900.0), (0.1, 500.0)), (16, (0.3, 1500.0), (idle16, 700.0))):
+            rows += [{"file": f, "load": 1.0, "G": g, "router": "round_robin",
+                      "idle": rr[0], "imbalance": rr[1]},
+                     {"file": f, "load": 1.0, "G": g, "router": "bf_io",
+                      "idle": bf[0], "imbalance": bf[1]}]
+    v = verdicts(rows)
+    assert v["cases"] == 2 and v["all"] == 1 and v["idle_gain_grows"] == 1
+    assert v["imb_gain_grows"] == 2 and v["idle_cut_g16"] == 2
