@@ -6,7 +6,9 @@ default vLLM v1 instance with the run's flags (chunked prefill within
 ``max_num_batched_tokens``, ``max_num_seqs``, block size 16, recompute preemption). KV capacity
 is the bundle's resolved ``num_gpu_blocks`` when recorded (an engine flag), else computed as vLLM
 does from GPU memory, ``gpu_memory_utilization``, weights and activations. Data parallelism
-runs ``dp`` instances behind vLLM's DP load balancer (fewest ``4 * waiting + running``); with
+runs ``dp`` instances behind vLLM 0.19's DP load balancer (fewest ``4 * waiting + running`` on
+the counts its coordinator publishes every 100 ms, ties to the first engine; averaged over the
+phase of that clock, which no input records); with
 expert parallelism the ranks run in lock-step (the slowest rank sets each step) and the MoE
 layers' dispatch and combine are charged in the latency model.
 
@@ -67,9 +69,28 @@ def kv_blocks(b: Bundle) -> int:
     return tokens // b.block_size
 
 
-def predict(bundle: Bundle | str | Path) -> Prediction:
-    """Replay a bundle from its flags, schedule and profiles (no measurement is read)."""
+# vLLM 0.19's DP coordinator publishes the engines' request counts this often; when, relative
+# to the first request, no input records, so a data-parallel replay is averaged over this many
+# evenly spaced phases of the publication clock.
+DP_STATS_INTERVAL_S = 0.1
+DP_STATS_PHASES = 5
+
+
+def predict(bundle: Bundle | str | Path, step_scale: float = 1.0) -> Prediction:
+    """Replay a bundle from its flags, schedule and profiles (no measurement is read).
+
+    ``step_scale`` ``c``: every step ``c`` times longer (:func:`sensitivity`). Replayed exactly
+    as the same run in time units ``c`` times longer: arrivals and the front end's only clock
+    (the DP stats interval) divided by ``c``, every resulting time multiplied by ``c``.
+
+    With data parallelism the run is replayed at :data:`DP_STATS_PHASES` phases of the DP
+    balancer's publication clock and the per-request metrics are pooled: the prediction is
+    averaged over what no input records. ``replay_wall_s`` covers all of them.
+    """
     b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    c = float(step_scale)
+    if c != 1.0:
+        b = replace(b, workload=replace(b.workload, arrival_at=b.workload.arrival_at / c))
     t0 = time.perf_counter()
     spec, gpu = get_model(b.model), get_gpu(b.gpu)
     ep = b.dp if b.expert_parallel else 1
@@ -81,7 +102,21 @@ def predict(bundle: Bundle | str | Path) -> Prediction:
     engine = EngineParams(b.max_num_seqs, b.max_num_batched_tokens, b.block_size, blocks,
                           True, 1, reserve_full_prompt=True, async_scheduling=True,
                           cache_preempted=True)
-    router = create("routing", "vllm_score")  # vLLM's DP balancer: 4 * waiting + running
+    phases = DP_STATS_PHASES if b.dp > 1 else 1
+    runs = [_replay(b, engine, latency, k * DP_STATS_INTERVAL_S / phases / c, c)
+            for k in range(phases)]
+    metrics = {k: np.concatenate([m[k] for m, *_ in runs]) for k in METRICS}
+    return Prediction(b, metrics, runs[0][1], float(np.mean([r[2] for r in runs])),
+                      time.perf_counter() - t0, blocks, int(runs[0][3]))
+
+
+def _replay(b: Bundle, engine: EngineParams, latency: Any, phase_s: float,
+            c: float) -> tuple[dict[str, np.ndarray], list[Any], float, int]:
+    """One replay: ``(metrics, series, span_s, preemptions)``, times in the bundle's units."""
+    # vLLM 0.19's DP balancer: 4 * waiting + running on the counts its coordinator publishes
+    # every 100 ms (plus what the front end sent since), ties to the first engine.
+    router = create("routing", "vllm_score", {"publish_interval_s": DP_STATS_INTERVAL_S / c,
+                                              "publish_phase_s": phase_s, "ties": "first"})
     cluster: Any
     if b.expert_parallel and b.dp > 1:
         # The MoE layers' collectives keep the data-parallel ranks in lock-step: every step
@@ -103,9 +138,8 @@ def predict(bundle: Bundle | str | Path) -> Prediction:
         for rid, t in getattr(inst, "queued_at", {}).items():
             queued[rid] = t
     ttft, e2e = r["first_token_at"] - queued, r["finish_at"] - queued
-    return Prediction(b, {"ttft_s": ttft, "tpot_s": tpot, "e2e_s": e2e},
-                      res.series, res.span_s(), time.perf_counter() - t0, blocks,
-                      int(r["num_preemptions"].sum()))
+    return ({"ttft_s": ttft * c, "tpot_s": tpot * c, "e2e_s": e2e * c}, res.series,
+            res.span_s() * c, int(r["num_preemptions"].sum()))
 
 
 def sensitivity(pred: Prediction, step: float = 0.01) -> dict[str, dict[str, float]]:
@@ -116,16 +150,12 @@ def sensitivity(pred: Prediction, step: float = 0.01) -> dict[str, dict[str, flo
     It says how large a latency-model error a statistic can afford: near saturation queueing
     amplifies step-time error (a TTFT mean that moves 5% per 1% of step time needs steps right
     to within 1% to land within 5%). No measurement is read. Scaling every service time by
-    ``c`` is replayed exactly as arrivals scaled by ``1 / c`` with every resulting time scaled
-    by ``c``: the engine has no clock of its own, so the two runs are the same run in different
-    time units.
+    ``c`` is replayed exactly as the same run in other time units (``predict(step_scale=c)``):
+    the engine has no clock of its own, and the front end's one clock, the DP stats interval,
+    is scaled with the arrivals.
     """
-    b = pred.bundle
-    stats: list[dict[str, dict[str, float]]] = []
-    for c in (1 - step, 1 + step):
-        w = replace(b.workload, arrival_at=b.workload.arrival_at / c)
-        p = predict(replace(b, workload=w))
-        stats.append({k: _stats(p.metrics[k] * c) for k in METRICS})
+    stats = [{k: _stats(v) for k, v in predict(pred.bundle, c).metrics.items()}
+             for c in (1 - step, 1 + step)]
     base = {k: _stats(pred.metrics[k]) for k in METRICS}
     return {k: {s: (stats[1][k][s] - stats[0][k][s]) / (2 * base[k][s]) for s in base[k]}
             for k in METRICS}

@@ -83,6 +83,32 @@ def test_vllm_score_weights_waiting_four_times() -> None:
     assert p.route(RequestView(1, 0.0, 10), t) == 0  # 4 < 5
 
 
+def test_vllm_score_on_published_counts_like_vllm_019() -> None:
+    # vLLM 0.19's front end: counts published every interval, its own sends added locally,
+    # ties to the first engine.
+    p = registry.create("routing", "vllm_score", {"publish_interval_s": 0.1, "ties": "first"})
+    p.reset(2, np.random.default_rng(0))
+    t, c = ReplicaTable.allocate(2)
+    c["num_running"][:] = [3, 0]
+    # Snapshot at t = 0: engine 1 scores 0; each send adds a waiting request (4) locally.
+    assert [p.route(RequestView(i, 0.01 * i, 10), t) for i in range(3)] == [1, 0, 1]
+    # The live table changes, but until t = 0.1 the snapshot stands.
+    c["num_running"][:] = [0, 50]
+    assert p.route(RequestView(3, 0.09, 10), t) == 0  # snapshot: 3 + 4 vs 0 + 8
+    assert p.route(RequestView(4, 0.10, 10), t) == 0  # new snapshot: 0 vs 50
+    c["num_running"][:] = [5, 5]
+    assert p.route(RequestView(5, 0.25, 10), t) == 0  # a tie goes to the first engine
+    # A phase shifts the publications to 0.05 + multiples of 0.1.
+    q = registry.create("routing", "vllm_score", {"publish_interval_s": 0.1,
+                                                  "publish_phase_s": 0.05, "ties": "first"})
+    q.reset(2, np.random.default_rng(0))
+    c["num_running"][:] = [0, 9]
+    assert q.route(RequestView(0, 0.30, 10), t) == 0
+    c["num_running"][:] = [9, 0]
+    assert q.route(RequestView(1, 0.34, 10), t) == 0  # snapshot still [0 + 4, 9]
+    assert q.route(RequestView(2, 0.36, 10), t) == 1  # published at 0.35: [9, 0]
+
+
 def test_power_of_two_pairs_are_uniform_and_distinct() -> None:
     p = registry.create("routing", "power_of_two")
     p.reset(5, np.random.default_rng(0))

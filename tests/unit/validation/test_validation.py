@@ -149,9 +149,10 @@ def test_decode_attention_follows_the_table_per_batch_size() -> None:
 @pytest.mark.parametrize("lockstep", [False, True])
 def test_slower_steps_are_the_same_run_in_other_time_units(lockstep: bool) -> None:
     """``sensitivity`` replays "every step c times slower" as arrivals / c with every time x c.
-    That is exact only if the engine has no clock of its own; checked on the engine modes the
-    replays use (async scheduling, prefix cache of preempted requests, whole-prompt admission,
-    preemption under a small KV cache; the lock-step DP group of the MoE bundle)."""
+    That is exact only if the engine has no clock of its own and the front end's (the DP stats
+    interval) is scaled too; checked on the engine modes the replays use (async scheduling,
+    prefix cache of preempted requests, whole-prompt admission, preemption under a small KV
+    cache; the lock-step DP group of the MoE bundle; vLLM 0.19's stale-count DP balancer)."""
     from servoir.registry import create
     from servoir.sim import Cluster, EngineParams, collect
     from servoir.sim.dp_attention import DPAttentionCluster
@@ -165,10 +166,12 @@ def test_slower_steps_are_the_same_run_in_other_time_units(lockstep: bool) -> No
 
     preempted = []
 
-    def times(arrival: np.ndarray, c: float) -> np.ndarray:
+    def times(arrival: np.ndarray, c: float, interval: float) -> np.ndarray:
         lat = LinearLatency(base=0.01 * c, per_token=1e-4 * c, per_seq=2e-4 * c,
                             kv_coef_s=1e-5 * c, attn=1e-8 * c, hop=1e-4 * c)
-        kw = dict(engine=eng, latency=lat, router=create("routing", "vllm_score"),
+        router = create("routing", "vllm_score", {"publish_interval_s": interval,
+                                                  "ties": "first"})
+        kw = dict(engine=eng, latency=lat, router=router,
                   make_scheduler=lambda: create("scheduling", "fcfs"), max_model_len=10**9)
         wl = Workload(arrival, w.num_prompt_tokens, w.num_output_tokens)
         cl = (DPAttentionCluster(wl, num_ranks=2, prefill_on_ranks=True, **kw) if lockstep
@@ -179,8 +182,9 @@ def test_slower_steps_are_the_same_run_in_other_time_units(lockstep: bool) -> No
         return np.concatenate([r["first_token_at"], r["finish_at"]])
 
     c = 1.07
-    slow = times(w.arrival_at, c)
-    np.testing.assert_allclose(slow, c * times(w.arrival_at / c, 1.0), rtol=1e-9)
+    # The front end's stats interval is the one clock outside the engine: it scales too.
+    slow = times(w.arrival_at, c, 0.05)
+    np.testing.assert_allclose(slow, c * times(w.arrival_at / c, 1.0, 0.05 / c), rtol=1e-9)
     assert preempted[0] > 0 and preempted[0] == preempted[1]
 
 
