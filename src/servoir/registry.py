@@ -106,9 +106,34 @@ def get(family: str, name: str) -> Any:
     return _REGISTRY[family][name]
 
 
+def _check_types(cls: type, family: str, name: str, params: Mapping[str, Any]) -> None:
+    """Refuse a parameter whose value is not of its field's plain type (bool, int, float, str):
+    ``survival=maybe`` from the command line is a string, and a truthy one."""
+    import dataclasses
+    import numbers
+    import typing
+
+    if not dataclasses.is_dataclass(cls):
+        return
+    hints = typing.get_type_hints(cls)
+    checks: dict[Any, Callable[[Any], bool]] = {
+        bool: lambda v: isinstance(v, bool),
+        int: lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool),
+        float: lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool),
+        str: lambda v: isinstance(v, str),
+    }
+    for key, value in params.items():
+        ok = checks.get(hints.get(key))
+        if ok is not None and not ok(value):
+            raise InputError(f"bad parameters for {family} policy '{name}': {key} must be "
+                             f"{hints[key].__name__}, got {value!r}", field=f"{family}.params")
+
+
 def create(family: str, name: str, params: Mapping[str, Any] | None = None) -> Any:
-    """Instantiate policy ``name`` of ``family`` with ``params`` (validated by its constructor)."""
+    """Instantiate policy ``name`` of ``family`` with ``params`` (validated by its constructor;
+    parameters of plain types must have them)."""
     cls = get(family, name)
+    _check_types(cls, family, name, dict(params or {}))
     factory: Callable[..., Any] = cls
     try:
         return factory(**dict(params or {}))

@@ -270,3 +270,16 @@ def test_builtin_table_matches_what_the_modules_register() -> None:
         registered = {n: c.__module__ for n, c in registry._REGISTRY[family].items()
                       if c.__module__.startswith("servoir.policies.")}
         assert registered == table
+
+
+def test_parameters_of_plain_types_are_type_checked() -> None:
+    # From the command line a mistyped flag arrives as a string, and a non-empty one is truthy.
+    with pytest.raises(InputError, match="survival must be bool, got 'maybe'"):
+        registry.create("routing", "bf_io", {"survival": "maybe"})
+    with pytest.raises(InputError, match="window must be int, got 2.5"):
+        registry.create("routing", "bf_io", {"window": 2.5})
+    with pytest.raises(InputError, match="publish_interval_s must be float"):
+        registry.create("routing", "vllm_score", {"publish_interval_s": True})
+    # Integers are fine where floats are expected, numpy integers where ints are.
+    registry.create("routing", "vllm_score", {"publish_interval_s": 1})
+    registry.create("routing", "bf_io", {"window": np.int64(8), "survival": True})
