@@ -11,6 +11,7 @@ dataclass, so a wrong parameter name fails at configuration time, not mid-run.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
@@ -106,24 +107,41 @@ def get(family: str, name: str) -> Any:
     return _REGISTRY[family][name]
 
 
+def _is_int(v: Any) -> bool:
+    import numbers
+
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    import numbers
+
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+# A plain field type -> the values a parameter of that type may take.
+_PLAIN_TYPES: dict[Any, Callable[[Any], bool]] = {
+    bool: lambda v: isinstance(v, bool), int: _is_int, float: _is_real,
+    str: lambda v: isinstance(v, str)}
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    """A policy dataclass's resolved field types (resolved once per class)."""
+    import dataclasses
+    import typing
+
+    return typing.get_type_hints(cls) if dataclasses.is_dataclass(cls) else {}
+
+
 def _check_types(cls: type, family: str, name: str, params: Mapping[str, Any]) -> None:
     """Refuse a parameter whose value is not of its field's plain type (bool, int, float, str):
     ``survival=maybe`` from the command line is a string, and a truthy one."""
-    import dataclasses
-    import numbers
-    import typing
-
-    if not dataclasses.is_dataclass(cls):
+    if not params:
         return
-    hints = typing.get_type_hints(cls)
-    checks: dict[Any, Callable[[Any], bool]] = {
-        bool: lambda v: isinstance(v, bool),
-        int: lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool),
-        float: lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool),
-        str: lambda v: isinstance(v, str),
-    }
+    hints = _field_types(cls)
     for key, value in params.items():
-        ok = checks.get(hints.get(key))
+        ok = _PLAIN_TYPES.get(hints.get(key))
         if ok is not None and not ok(value):
             raise InputError(f"bad parameters for {family} policy '{name}': {key} must be "
                              f"{hints[key].__name__}, got {value!r}", field=f"{family}.params")

@@ -39,6 +39,7 @@ from servoir.analysis.imbalance import (
     sawtooth_imbalance,
 )
 from servoir.config import load_config
+from servoir.experiments.routing_heldout import simulate
 from servoir.experiments.run import build, dp_attention_group, run
 from servoir.hardware import get_latency_model
 from servoir.rng import stream
@@ -341,20 +342,13 @@ def heldout_style(traces: tuple[str, ...] = ("azure_conv", "azure_code", "moonca
     JSQ and BF-IO at G = 4 and 16, ``per_rank x G`` requests, the rate ``load x`` round-robin's
     saturated throughput per rank (measured at G = 4) ``x G``. One row per (trace, load, G,
     router) with ``barrier_idle_frac`` and ``mean_imbalance_tokens``."""
-    def headline(trace: str, rate: float, g: int, router: str, n: int) -> dict[str, Any]:
-        cfg = load_config(None, {}, ["cluster.mode=dp_attention", f"workload.trace={trace}",
-                                     f"workload.rate={rate}", f"cluster.instances={g}",
-                                     f"cluster.router.name={router}",
-                                     f"workload.num_requests={n}"])
-        return run(cfg, record_series=False).headline()
-
     rows = []
     for trace in traces:
-        cap = headline(trace, 1e6, 4, "round_robin", 1600)["throughput_rps"] / 4
+        cap = simulate(trace, 1e6, 4, "round_robin", 1600)["throughput_rps"] / 4
         for f in loads:
             for g in (4, 16):
                 for router in ("round_robin", "jsq", "bf_io"):
-                    h = headline(trace, f * cap * g, g, router, per_rank * g)
+                    h = simulate(trace, f * cap * g, g, router, per_rank * g)
                     rows.append({"trace": trace, "load": f, "G": g, "router": router,
                                  "rate_rps": f * cap * g,
                                  "barrier_idle_frac": h["barrier_idle_frac"],

@@ -76,13 +76,16 @@ def _write(path: Path, t: np.ndarray, prompt: np.ndarray, output: np.ndarray) ->
     return path
 
 
-def simulate(trace: Path, rate: float, g: int, router: str) -> dict[str, Any]:
+def simulate(trace: Path | str, rate: float, g: int, router: str,
+             num_requests: int | None = None) -> dict[str, Any]:
     """What ``servoir simulate --trace T --rate R --instances G --set
-    cluster.mode=dp_attention --router NAME --json`` prints, as a dict."""
-    cfg = load_config(None, {}, ["cluster.mode=dp_attention", f"workload.trace={trace}",
-                                 f"workload.rate={rate}", f"cluster.instances={g}",
-                                 f"cluster.router.name={router}"])
-    return run(cfg, record_series=False).headline()
+    cluster.mode=dp_attention --router NAME --json`` prints, as a dict (``num_requests``:
+    ``--num-requests N``)."""
+    over = ["cluster.mode=dp_attention", f"workload.trace={trace}", f"workload.rate={rate}",
+            f"cluster.instances={g}", f"cluster.router.name={router}"]
+    if num_requests is not None:
+        over.append(f"workload.num_requests={num_requests}")
+    return run(load_config(None, {}, over), record_series=False).headline()
 
 
 def sweep(files: list[Path], loads: tuple[float, ...] = LOADS,

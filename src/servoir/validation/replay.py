@@ -33,6 +33,7 @@ from servoir.hardware import (
 )
 from servoir.hardware.layer_tables import table_latency
 from servoir.registry import create
+from servoir.results import quantiles
 from servoir.sim import Cluster, EngineParams, collect
 from servoir.sim.dp_attention import DPAttentionCluster
 from servoir.validation.bundle import (
@@ -166,8 +167,8 @@ def _fcfs() -> Any:
 
 
 def _stats(v: np.ndarray) -> dict[str, float]:
-    return {"mean": float(np.mean(v)), "p50": float(np.percentile(v, 50)),
-            "p90": float(np.percentile(v, 90))}
+    p50, p90 = quantiles(v, (0.5, 0.9))
+    return {"mean": float(np.mean(v)), "p50": p50, "p90": p90}
 
 
 def compare(pred: Prediction) -> dict[str, Any]:
