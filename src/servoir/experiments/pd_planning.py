@@ -28,11 +28,13 @@ from servoir.workload import Workload
 
 
 def pool_rates_of(cfg: SimConfig, w: Workload, slo_ttft: float | None = None,
-                  slo_tpot: float | None = None, link_gb_per_s: float | None = None) -> Any:
-    """:func:`servoir.analysis.pd.pool_rates` for ``cfg``'s engine on the lengths of ``w``."""
+                  slo_tpot: float | None = None, link_gb_per_s: float | None = None,
+                  capacity: tuple[Any, Any, Any] | None = None) -> Any:
+    """:func:`servoir.analysis.pd.pool_rates` for ``cfg``'s engine on the lengths of ``w``
+    (``capacity``: :func:`capacity_of` of the same, when the caller has it already)."""
     from servoir.analysis.pd import pool_rates
 
-    _, lat, lim = capacity_of(cfg, w)
+    _, lat, lim = capacity if capacity is not None else capacity_of(cfg, w)
     link = cfg.cluster.link_gb_per_s if link_gb_per_s is None else link_gb_per_s
     return pool_rates(w.num_prompt_tokens, w.num_output_tokens, lat, lim,
                       lim.kv_bytes_per_token_per_gpu * cfg.hardware.tp, link * 1e9,
@@ -53,8 +55,10 @@ def plan_disaggregated(cfg: SimConfig, w: Workload, colocated: int, *,
         split_for_slos,
     )
 
-    rates = pool_rates_of(cfg, w, slo_ttft, slo_tpot, link_gbps)
-    ok = _accepted(w, capacity_of(cfg, w)[2].max_model_len)
+    cap = capacity_of(cfg, w)  # one instance's model, shared by the steps below
+    _, lat, lim = cap
+    rates = pool_rates_of(cfg, w, slo_ttft, slo_tpot, link_gbps, cap)
+    ok = _accepted(w, lim.max_model_len)
     lam = (w.mean_rate if len(w) > 1 else float(cfg.workload.rate or 1.0)) * float(ok.mean())
     split = split_for_rate(rates, lam)
     out: dict[str, Any] = {"pd_rates_rps": {
@@ -66,7 +70,6 @@ def plan_disaggregated(cfg: SimConfig, w: Workload, colocated: int, *,
         return out
     out.update({"lp_prefill_instances": split[0], "lp_decode_instances": split[1]})
     # The p99s of the split on the trace's own arrivals (servoir.analysis.pd.pd_latencies).
-    _, lat, lim = capacity_of(cfg, w)
     link = cfg.cluster.link_gb_per_s if link_gbps is None else link_gbps
     p99_split, pred = split_for_slos(
         w.arrival_at, w.num_prompt_tokens, w.num_output_tokens, lat, lim,
