@@ -85,9 +85,9 @@ def load_bundle(name_or_path: str | Path) -> Bundle:
     if hf_model not in MODELS:
         raise InputError(f"unknown model '{hf_model}'; known: {', '.join(MODELS)}",
                          file=str(meta_path), field="engine_kwargs.model")
-    hw = path.name.split("_", 1)[0]
+    hw, hw_source = _hardware(path)
     if hw not in GPUS:
-        raise InputError(f"unknown hardware '{hw}'; known: {', '.join(GPUS)}", file=str(path))
+        raise InputError(f"unknown hardware '{hw}'; known: {', '.join(GPUS)}", file=hw_source)
     kv = meta.get("kv_cache") or {}
 
     def num(d: dict[str, Any], key: str, default: float, kind: type = int) -> Any:
@@ -113,6 +113,37 @@ def load_bundle(name_or_path: str | Path) -> Bundle:
         num_gpu_blocks=None if blocks is None else num(kv, "num_gpu_blocks", 0),
         workload=workload,
     )
+
+
+def _hardware(path: Path) -> tuple[str, str]:
+    """The bundle's GPU name and where it was read: the cluster description (``config.json``:
+    ``nodes[].instances[].hardware``), else the profile's ``perf/bf16/meta.yaml``
+    (``hardware``), else the folder name's prefix (``RTX4090_...``), so a bundle copied to any
+    folder name still replays."""
+    cfg = path / "config.json"
+    if cfg.is_file():
+        try:
+            names = {inst["hardware"] for node in json.loads(cfg.read_text())["nodes"]
+                     for inst in node["instances"]}
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise InputError(f"cannot read the cluster description: {e}", file=str(cfg),
+                             field="nodes[].instances[].hardware") from e
+        if len(names) != 1:
+            raise InputError(f"expected one GPU kind, found {sorted(map(str, names))}",
+                             file=str(cfg), field="nodes[].instances[].hardware")
+        return str(names.pop()), str(cfg)
+    meta = path / "perf" / "bf16" / "meta.yaml"
+    if meta.is_file():
+        import yaml
+
+        try:
+            hw = (yaml.safe_load(meta.read_text()) or {}).get("hardware")
+        except (OSError, yaml.YAMLError, AttributeError) as e:
+            raise InputError(f"cannot read the profile description: {e}", file=str(meta),
+                             field="hardware") from e
+        if hw:
+            return str(hw), str(meta)
+    return path.name.split("_", 1)[0], str(path)
 
 
 def _read_schedule(path: Path) -> Workload:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from servoir.errors import InputError
 from servoir.hardware import get_gpu, get_model
 from servoir.hardware.layer_tables import _read, fit_layer_tables, table_latency
 from servoir.validation.bundle import BUNDLES_DIR, load_bundle, measured_metrics, shipped_bundles
@@ -197,3 +198,19 @@ def test_sensitivity_separates_queueing_from_service() -> None:
     s = sensitivity(predict("RTXPRO6000_Qwen3-30B-A3B-Instruct-2507"))
     assert 0.007 < s["tpot_s"]["mean"] < 0.015
     assert s["ttft_s"]["mean"] > 2.5 * s["tpot_s"]["mean"]
+
+
+def test_bundle_hardware_comes_from_its_description_not_its_folder_name(tmp_path: Path) -> None:
+    """A bundle copied to any folder name replays on the GPU its ``config.json`` names; a
+    description naming an unknown GPU is refused with the file that says so."""
+    src = BUNDLES_DIR / "RTX4090_Llama-3.1-8B"
+    dst = tmp_path / "my_run"
+    shutil.copytree(src, dst)
+    assert load_bundle(dst).gpu == "rtx4090"
+    (dst / "config.json").unlink()  # then the profile's meta.yaml
+    assert load_bundle(dst).gpu == "rtx4090"
+    (dst / "config.json").write_text(
+        (src / "config.json").read_text().replace('"RTX4090"', '"H100"'))
+    with pytest.raises(InputError, match="unknown hardware 'H100'") as e:
+        load_bundle(dst)
+    assert "config.json" in str(e.value)
