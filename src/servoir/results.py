@@ -93,7 +93,8 @@ class RunResult:
             n_req = len(r["status"]) - head["num_rejected"]
             head["slo_attainment"] = float(ok.sum() / n_req) if n_req else 0.0
             head["goodput_rps"] = float(ok.sum() / span) if span > 0 else 0.0
-        for key in ("mean_imbalance_tokens", "barrier_idle_frac"):  # DP-attention runs
+        for key in ("mean_imbalance_tokens", "barrier_idle_frac",  # DP-attention runs
+                    "mean_imbalance_tokens_before_drain", "barrier_idle_frac_before_drain"):
             if key in self.meta:
                 head[key] = float(self.meta[key])
         head["queue_slope_per_s"] = self.queue_slope_per_s()

@@ -331,18 +331,35 @@ class DPAttentionCluster:
         return k, dur
 
     def dp_summary(self) -> dict[str, float]:
-        """``mean_imbalance_tokens``, ``barrier_idle_frac`` and their totals (issue #5)."""
+        """``mean_imbalance_tokens``, ``barrier_idle_frac`` and their totals (issue #5), over
+        the whole run and ``..._before_drain``: over the steps that start before the last
+        arrival. After it no router decision is left to make while the ranks empty one by one
+        (the drain), and on a short trace file the drain can be most of a run's steps, so the
+        split tells what routing changed from what the file's end imposed. O(events)."""
         s = self.steps
-        steps = sum(s["num_steps"])
-        dur = sum(s["duration_s"])
-        busy = sum(s["busy_s"])
+        last = float(self.w.arrival_at.max()) if len(self.w) else 0.0
+        pre = [i for i, t in enumerate(s["t_at"]) if t < last]  # events never straddle an arrival
+
+        def part(idx: range | list[int]) -> tuple[float, float, float, float]:
+            steps = sum(s["num_steps"][i] for i in idx)
+            dur = sum(s["duration_s"][i] for i in idx)
+            busy = sum(s["busy_s"][i] for i in idx)
+            imb = sum(s["imbalance_sum"][i] for i in idx)
+            return (imb / steps if steps else 0.0,
+                    1.0 - busy / (self.g * dur) if dur > 0 else 0.0, steps, dur)
+
+        imb, idle, steps, dur = part(range(len(s["t_at"])))
+        imb_pre, idle_pre, steps_pre, _ = part(pre)
         return {
-            "mean_imbalance_tokens": sum(s["imbalance_sum"]) / steps if steps else 0.0,
-            "barrier_idle_frac": 1.0 - busy / (self.g * dur) if dur > 0 else 0.0,
+            "mean_imbalance_tokens": imb,
+            "barrier_idle_frac": idle,
             "num_group_steps": float(steps),
             "group_step_time_s": dur,
-            "rank_busy_s": busy,
+            "rank_busy_s": sum(s["busy_s"]),
             "num_ranks": float(self.g),
+            "mean_imbalance_tokens_before_drain": imb_pre,
+            "barrier_idle_frac_before_drain": idle_pre,
+            "num_group_steps_before_drain": float(steps_pre),
         }
 
 
