@@ -145,6 +145,21 @@ def test_simulate_json_contract(trace: Path) -> None:
     assert head["config_digest"] == cfg.digest()
 
 
+def test_dp_attention_run_reports_its_barrier_metrics(trace: Path) -> None:
+    """In DP-attention mode the JSON carries the barrier metrics (whole run and before the
+    drain, bounded as fractions / non-negative) and the terminal report prints them."""
+    args = ("--trace", trace, "--instances", 4, "--set", "cluster.mode=dp_attention")
+    head = simulate_json(*args)
+    for key in ("barrier_idle_frac", "barrier_idle_frac_before_drain"):
+        assert 0.0 <= head[key] < 1.0, key
+    for key in ("mean_imbalance_tokens", "mean_imbalance_tokens_before_drain"):
+        assert head[key] >= 0.0, key
+    res = invoke("simulate", *args)
+    assert res.exit_code == 0, res.stderr
+    assert f"barrier idle {head['barrier_idle_frac']:.1%}" in " ".join(res.stdout.split())
+    assert "barrier idle" not in invoke("simulate", "--trace", trace, *SMALL).stdout
+
+
 def test_seed_and_policy_change_the_digest(trace: Path) -> None:
     base = simulate_json("--trace", trace, *SMALL)
     other = simulate_json("--trace", trace, *SMALL, "--router", "jsq")
