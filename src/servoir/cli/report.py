@@ -36,9 +36,9 @@ def print_headline(head: dict[str, Any], cfg: Any) -> None:
     if "barrier_idle_frac" in head:  # DP-attention group (issue #5)
         console.print(
             f"barrier idle {head['barrier_idle_frac']:.1%} of rank-time, imbalance "
-            f"{head['mean_imbalance_tokens']:,.0f} KV tokens; before the drain (steps before "
-            f"the last arrival) {head['barrier_idle_frac_before_drain']:.1%}, "
-            f"{head['mean_imbalance_tokens_before_drain']:,.0f}")
+            f"{head['mean_imbalance_tokens']:,.0f} KV tokens; before the last arrival "
+            f"{head['barrier_idle_frac_before_last_arrival']:.1%}, "
+            f"{head['mean_imbalance_tokens_before_last_arrival']:,.0f}")
     console.print(f"[dim]{head['sim_events']:,} events in {head['wall_s']:.2f} s wall[/]")
 
 

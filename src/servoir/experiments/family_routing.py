@@ -369,8 +369,8 @@ def heldout_windows(trace: str, g: int, load: float,
     most ``max_windows``). One single run is decided largely by its drain (after the last
     arrival a few long requests keep some ranks busy while the others sit empty), so a claim
     about a router is read over windows. One row per (window, router): ``barrier_idle_frac``,
-    ``mean_imbalance_tokens`` and ``idle_before_drain`` (steps starting before the last
-    arrival)."""
+    ``mean_imbalance_tokens`` and ``idle_before_last_arrival`` (steps starting before the
+    last arrival)."""
     def cfg(router: str, rate: float | None = None, n: int | None = None) -> Any:
         over = ["cluster.mode=dp_attention", f"workload.trace={trace}", f"cluster.instances={g}",
                 f"cluster.router.name={router}"]
@@ -385,13 +385,12 @@ def heldout_windows(trace: str, g: int, load: float,
         w = whole.take(slice(k * n, (k + 1) * n))
         w = replace(w, arrival_at=w.arrival_at - w.arrival_at[0]).with_rate(load * cap * g)
         for router in routers:
-            meta, _, steps, last = _replay_one(cfg(router), w)
-            live = steps["t_at"] < last
-            pre = 1 - steps["busy_s"][live].sum() / (g * steps["duration_s"][live].sum())
+            meta = _replay_one(cfg(router), w)[0]
             rows.append({"window": k, "router": router,
                          "barrier_idle_frac": meta["barrier_idle_frac"],
                          "mean_imbalance_tokens": meta["mean_imbalance_tokens"],
-                         "idle_before_drain": float(pre)})
+                         "idle_before_last_arrival":
+                             meta["barrier_idle_frac_before_last_arrival"]})
     return rows
 
 

@@ -102,9 +102,9 @@ def sweep(files: list[Path], loads: tuple[float, ...] = LOADS,
                     rows.append({"file": trace.stem, "load": f, "G": g, "router": router,
                                  "rate_rps": f * cap * g, "idle": h["barrier_idle_frac"],
                                  "imbalance": h["mean_imbalance_tokens"],
-                                 "idle_before_drain": h["barrier_idle_frac_before_drain"],
-                                 "imbalance_before_drain":
-                                     h["mean_imbalance_tokens_before_drain"]})
+                                 "idle_before_last_arrival": h["barrier_idle_frac_before_last_arrival"],
+                                 "imbalance_before_last_arrival":
+                                     h["mean_imbalance_tokens_before_last_arrival"]})
                     if echo is not None:
                         echo(f"{trace.stem} {f} G={g} {router}: idle {rows[-1]['idle']:.4f}, "
                              f"imbalance {rows[-1]['imbalance']:.0f}")
@@ -112,11 +112,11 @@ def sweep(files: list[Path], loads: tuple[float, ...] = LOADS,
 
 
 def verdicts(rows: list[dict[str, Any]], router: str = "bf_io",
-             before_drain: bool = False) -> dict[str, int]:
+             before_last_arrival: bool = False) -> dict[str, int]:
     """Cases (file, load) passing each part of the check for ``router`` against round-robin:
     both metrics lower at G = 4 and 16, and the gain (RR minus router) larger at 16.
-    ``before_drain``: the same on the metrics over the steps before the last arrival."""
-    suffix = "_before_drain" if before_drain else ""
+    ``before_last_arrival``: the same on the metrics over the steps before the last arrival."""
+    suffix = "_before_last_arrival" if before_last_arrival else ""
     by = {(r["file"], r["load"], r["G"], r["router"]): r for r in rows}
     cases = sorted({(r["file"], r["load"]) for r in rows})
     out = {"cases": len(cases), "idle_cut_g4": 0, "idle_cut_g16": 0, "imb_cut_g4": 0,
@@ -143,4 +143,4 @@ if __name__ == "__main__":  # python -m servoir.experiments.routing_heldout OUT_
     write_rows_csv(folder / "runs.csv", result)
     for name in ("bf_io", "jsq"):
         print(name, verdicts(result, name))
-        print(name, "before the drain", verdicts(result, name, before_drain=True))
+        print(name, "before the last arrival", verdicts(result, name, before_last_arrival=True))

@@ -332,10 +332,12 @@ class DPAttentionCluster:
 
     def dp_summary(self) -> dict[str, float]:
         """``mean_imbalance_tokens``, ``barrier_idle_frac`` and their totals (issue #5), over
-        the whole run and ``..._before_drain``: over the steps that start before the last
-        arrival. After it no router decision is left to make while the ranks empty one by one
-        (the drain), and on a short trace file the drain can be most of a run's steps, so the
-        split tells what routing changed from what the file's end imposed. O(events)."""
+        the whole run and ``..._before_last_arrival``: over the steps that start before the
+        last arrival. After it the group works off what is waiting, then its ranks empty one
+        by one (the drain); the drain lasts about as long as the longest outputs whatever G
+        and the router, and near its end the imbalance is one request's load whoever placed
+        it, so on a short trace file at large G it can be most of a run's steps. The split
+        tells what routing changed from what the file's end imposed. O(events)."""
         s = self.steps
         last = float(self.w.arrival_at.max()) if len(self.w) else 0.0
         pre = [i for i, t in enumerate(s["t_at"]) if t < last]  # events never straddle an arrival
@@ -357,9 +359,9 @@ class DPAttentionCluster:
             "group_step_time_s": dur,
             "rank_busy_s": sum(s["busy_s"]),
             "num_ranks": float(self.g),
-            "mean_imbalance_tokens_before_drain": imb_pre,
-            "barrier_idle_frac_before_drain": idle_pre,
-            "num_group_steps_before_drain": float(steps_pre),
+            "mean_imbalance_tokens_before_last_arrival": imb_pre,
+            "barrier_idle_frac_before_last_arrival": idle_pre,
+            "num_group_steps_before_last_arrival": float(steps_pre),
         }
 
 

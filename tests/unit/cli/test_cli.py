@@ -147,12 +147,12 @@ def test_simulate_json_contract(trace: Path) -> None:
 
 def test_dp_attention_run_reports_its_barrier_metrics(trace: Path) -> None:
     """In DP-attention mode the JSON carries the barrier metrics (whole run and before the
-    drain, bounded as fractions / non-negative) and the terminal report prints them."""
+    last arrival, bounded as fractions / non-negative) and the terminal report prints them."""
     args = ("--trace", trace, "--instances", 4, "--set", "cluster.mode=dp_attention")
     head = simulate_json(*args)
-    for key in ("barrier_idle_frac", "barrier_idle_frac_before_drain"):
+    for key in ("barrier_idle_frac", "barrier_idle_frac_before_last_arrival"):
         assert 0.0 <= head[key] < 1.0, key
-    for key in ("mean_imbalance_tokens", "mean_imbalance_tokens_before_drain"):
+    for key in ("mean_imbalance_tokens", "mean_imbalance_tokens_before_last_arrival"):
         assert head[key] >= 0.0, key
     res = invoke("simulate", *args)
     assert res.exit_code == 0, res.stderr

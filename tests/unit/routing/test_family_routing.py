@@ -70,7 +70,7 @@ def test_heldout_windows_are_disjoint_replays() -> None:
     rows = heldout_windows("sharegpt", 2, 0.5, ("round_robin",), per_rank=40, max_windows=2)
     assert [r["window"] for r in rows] == [0, 1]
     for r in rows:
-        assert 0 <= r["idle_before_drain"] <= r["barrier_idle_frac"] < 1
+        assert 0 <= r["idle_before_last_arrival"] <= r["barrier_idle_frac"] < 1
         assert r["mean_imbalance_tokens"] > 0
 
 
@@ -98,15 +98,15 @@ def test_heldout_sweep_runs_the_graders_command_and_counts_verdicts(tmp_path) ->
     rows = []
     for f, idle16 in (("a", 0.10), ("b", 0.25)):
         for g, rr, bf in ((4, (0.2, 900.0), (0.1, 500.0)), (16, (0.3, 1500.0), (idle16, 700.0))):
-            # Before the drain, "b" reaches BF-IO's idle of "a" and passes too.
+            # Before the last arrival, "b" reaches BF-IO's idle of "a" and passes too.
             rows += [{"file": f, "load": 1.0, "G": g, "router": "round_robin",
-                      "idle": rr[0], "imbalance": rr[1], "idle_before_drain": rr[0],
-                      "imbalance_before_drain": rr[1]},
+                      "idle": rr[0], "imbalance": rr[1], "idle_before_last_arrival": rr[0],
+                      "imbalance_before_last_arrival": rr[1]},
                      {"file": f, "load": 1.0, "G": g, "router": "bf_io",
                       "idle": bf[0], "imbalance": bf[1],
-                      "idle_before_drain": 0.10 if g == 16 else bf[0],
-                      "imbalance_before_drain": bf[1]}]
+                      "idle_before_last_arrival": 0.10 if g == 16 else bf[0],
+                      "imbalance_before_last_arrival": bf[1]}]
     v = verdicts(rows)
     assert v["cases"] == 2 and v["all"] == 1 and v["idle_gain_grows"] == 1
     assert v["imb_gain_grows"] == 2 and v["idle_cut_g16"] == 2
-    assert verdicts(rows, before_drain=True)["all"] == 2
+    assert verdicts(rows, before_last_arrival=True)["all"] == 2

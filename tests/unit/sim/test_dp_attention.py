@@ -77,11 +77,11 @@ def test_metrics_match_naive_reference(seed: int) -> None:
 
 
 @pytest.mark.parametrize("router", ["round_robin", "jsq", "bf_io"])
-def test_before_drain_metrics_are_the_run_up_to_its_last_arrival(router: str) -> None:
-    """A one-token request arriving long after every other has finished makes the whole
-    original run "before the drain": its ``..._before_drain`` metrics must equal the original
-    run's whole-run metrics, and the drain it adds (one step, G - 1 ranks idle) shows only in
-    the whole-run figures."""
+def test_metrics_before_last_arrival_are_the_run_up_to_it(router: str) -> None:
+    """A one-token request arriving long after every other has finished puts the whole
+    original run before the last arrival: its ``..._before_last_arrival`` metrics equal the
+    original run's whole-run metrics, and what it adds (one step, G - 1 ranks idle) shows only
+    in the whole-run figures."""
     rng = np.random.default_rng(5)
     n, g = 40, 4
     arr = np.cumsum(rng.exponential(0.01, n))
@@ -89,10 +89,10 @@ def test_before_drain_metrics_are_the_run_up_to_its_last_arrival(router: str) ->
     base = _group(Workload(arr, prompts, outputs), g, router=router).dp_summary()
     late = _group(Workload(np.append(arr, 1e4), np.append(prompts, 1), np.append(outputs, 1)),
                   g, router=router).dp_summary()
-    assert late["num_group_steps_before_drain"] == base["num_group_steps"]
-    assert late["mean_imbalance_tokens_before_drain"] == pytest.approx(
+    assert late["num_group_steps_before_last_arrival"] == base["num_group_steps"]
+    assert late["mean_imbalance_tokens_before_last_arrival"] == pytest.approx(
         base["mean_imbalance_tokens"], rel=1e-12)
-    assert late["barrier_idle_frac_before_drain"] == pytest.approx(
+    assert late["barrier_idle_frac_before_last_arrival"] == pytest.approx(
         base["barrier_idle_frac"], rel=1e-12)
     assert late["num_group_steps"] > base["num_group_steps"]
     assert late["barrier_idle_frac"] > base["barrier_idle_frac"]
