@@ -12,8 +12,8 @@ counts the cases that pass each part of the check. The 155-case, 930-run sweep i
 docs/explanation/routing.md was made this way (by the equivalent CLI calls); it takes about 40
 minutes on one core, most of it BF-IO under a backlog.
 
-``python -m servoir.experiments.routing_heldout OUT_DIR`` writes the files, ``runs.csv`` and
-prints the verdicts.
+``python -m servoir.experiments.routing_heldout OUT_DIR [LOADS]`` (e.g. ``0.1,0.5,2.0``) writes
+the files, ``runs.csv`` and prints the verdicts, on the whole runs and before the last arrival.
 """
 
 from __future__ import annotations
@@ -137,9 +137,10 @@ def verdicts(rows: list[dict[str, Any]], router: str = "bf_io",
     return out
 
 
-if __name__ == "__main__":  # python -m servoir.experiments.routing_heldout OUT_DIR
+if __name__ == "__main__":  # python -m servoir.experiments.routing_heldout OUT_DIR [LOADS]
     folder = Path(sys.argv[1] if len(sys.argv) > 1 else "results/routing_heldout")
-    result = sweep(write_files(folder / "traces"))
+    loads = tuple(float(f) for f in sys.argv[2].split(",")) if len(sys.argv) > 2 else LOADS
+    result = sweep(write_files(folder / "traces"), loads)
     write_rows_csv(folder / "runs.csv", result)
     for name in ("bf_io", "jsq"):
         print(name, verdicts(result, name))
