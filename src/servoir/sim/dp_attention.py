@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import time as _time
 from array import array
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -340,18 +341,18 @@ class DPAttentionCluster:
         tells what routing changed from what the file's end imposed. O(events)."""
         s = self.steps
         last = float(self.w.arrival_at.max()) if len(self.w) else 0.0
-        pre = [i for i, t in enumerate(s["t_at"]) if t < last]  # events never straddle an arrival
+        # Events are recorded in time order and never straddle an arrival (a stretch stops at
+        # the next one), so the steps before the last arrival are a prefix of the records.
+        cut = bisect_left(s["t_at"], last)
 
-        def part(idx: range | list[int]) -> tuple[float, float, float, float]:
-            steps = sum(s["num_steps"][i] for i in idx)
-            dur = sum(s["duration_s"][i] for i in idx)
-            busy = sum(s["busy_s"][i] for i in idx)
-            imb = sum(s["imbalance_sum"][i] for i in idx)
+        def part(end: int) -> tuple[float, float, float, float]:
+            steps, dur = sum(s["num_steps"][:end]), sum(s["duration_s"][:end])
+            busy, imb = sum(s["busy_s"][:end]), sum(s["imbalance_sum"][:end])
             return (imb / steps if steps else 0.0,
                     1.0 - busy / (self.g * dur) if dur > 0 else 0.0, steps, dur)
 
-        imb, idle, steps, dur = part(range(len(s["t_at"])))
-        imb_pre, idle_pre, steps_pre, _ = part(pre)
+        imb, idle, steps, dur = part(len(s["t_at"]))
+        imb_pre, idle_pre, steps_pre, _ = part(cut)
         return {
             "mean_imbalance_tokens": imb,
             "barrier_idle_frac": idle,
