@@ -94,7 +94,8 @@ class RunResult:
             head["slo_attainment"] = float(ok.sum() / n_req) if n_req else 0.0
             head["goodput_rps"] = float(ok.sum() / span) if span > 0 else 0.0
         for key in ("mean_imbalance_tokens", "barrier_idle_frac",  # DP-attention runs
-                    "mean_imbalance_tokens_before_last_arrival", "barrier_idle_frac_before_last_arrival"):
+                    "mean_imbalance_tokens_before_last_arrival",
+                    "barrier_idle_frac_before_last_arrival"):
             if key in self.meta:
                 head[key] = float(self.meta[key])
         head["queue_slope_per_s"] = self.queue_slope_per_s()

@@ -102,7 +102,8 @@ def sweep(files: list[Path], loads: tuple[float, ...] = LOADS,
                     rows.append({"file": trace.stem, "load": f, "G": g, "router": router,
                                  "rate_rps": f * cap * g, "idle": h["barrier_idle_frac"],
                                  "imbalance": h["mean_imbalance_tokens"],
-                                 "idle_before_last_arrival": h["barrier_idle_frac_before_last_arrival"],
+                                 "idle_before_last_arrival":
+                                     h["barrier_idle_frac_before_last_arrival"],
                                  "imbalance_before_last_arrival":
                                      h["mean_imbalance_tokens_before_last_arrival"]})
                     if echo is not None:
