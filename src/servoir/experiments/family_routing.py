@@ -176,11 +176,10 @@ def step_profile(meta: dict[str, Any], steps: dict[str, np.ndarray], kv_coef_s: 
                                       / dur.sum())}
 
 
-def _replay_one(cfg: Any, workload: Workload | None = None
-                ) -> tuple[dict[str, Any], float, dict[str, np.ndarray], float]:
+def _replay_one(cfg: Any) -> tuple[dict[str, Any], float, dict[str, np.ndarray], float]:
     """One DP-attention run as ``run()`` does it, keeping the group's per-event step records:
     ``(dp_summary, output tokens of finished requests, steps, last arrival)``."""
-    b = build(cfg, workload)
+    b = build(cfg)
     group = dp_attention_group(cfg, b, record_series=False)
     group.run()
     st = group.st
@@ -255,9 +254,9 @@ def replay_line(row: dict[str, Any]) -> str:
 
 
 # The terminal table (and --json) carries these; the CSV carries every column.
-SHOWN = ("part", "trace", "setup", "B", "G", "rr_imbalance", "rr_predicted", "bf_io_greedy_imbalance",
-         "bf_io_imbalance", "sawtooth_floor", "ratio", "rr_idle", "bf_io_greedy_idle",
-         "bf_io_idle")
+SHOWN = ("part", "trace", "setup", "B", "G", "rr_imbalance", "rr_predicted",
+         "bf_io_greedy_imbalance", "bf_io_imbalance", "sawtooth_floor", "ratio", "rr_idle",
+         "bf_io_greedy_idle", "bf_io_idle")
 
 
 def shown(row: dict[str, Any]) -> dict[str, Any]:
@@ -371,13 +370,12 @@ def heldout_windows(trace: str, g: int, load: float,
     about a router is read over windows. One row per (window, router): ``barrier_idle_frac``,
     ``mean_imbalance_tokens`` and ``idle_before_last_arrival`` (steps starting before the
     last arrival)."""
-    def cfg(router: str, rate: float | None = None, n: int | None = None) -> Any:
-        over = ["cluster.mode=dp_attention", f"workload.trace={trace}", f"cluster.instances={g}",
-                f"cluster.router.name={router}"]
-        over += [f"workload.rate={rate}", f"workload.num_requests={n}"] if rate else []
-        return load_config(None, {}, over)
+    def cfg(router: str) -> Any:
+        return load_config(None, {}, ["cluster.mode=dp_attention", f"workload.trace={trace}",
+                                      f"cluster.instances={g}", f"cluster.router.name={router}"])
 
-    cap = run(cfg("round_robin", 1e6, 1600)).headline()["throughput_rps"] / 4
+    # Per rank at G = 4, as heldout_style measures it (not at this call's G).
+    cap = simulate(trace, 1e6, 4, "round_robin", 1600)["throughput_rps"] / 4
     whole = build(cfg("round_robin")).workload
     n = per_rank * g
     rows = []
@@ -385,12 +383,11 @@ def heldout_windows(trace: str, g: int, load: float,
         w = whole.take(slice(k * n, (k + 1) * n))
         w = replace(w, arrival_at=w.arrival_at - w.arrival_at[0]).with_rate(load * cap * g)
         for router in routers:
-            meta = _replay_one(cfg(router), w)[0]
+            h = run(cfg(router), w, record_series=False).headline()
             rows.append({"window": k, "router": router,
-                         "barrier_idle_frac": meta["barrier_idle_frac"],
-                         "mean_imbalance_tokens": meta["mean_imbalance_tokens"],
-                         "idle_before_last_arrival":
-                             meta["barrier_idle_frac_before_last_arrival"]})
+                         "barrier_idle_frac": h["barrier_idle_frac"],
+                         "mean_imbalance_tokens": h["mean_imbalance_tokens"],
+                         "idle_before_last_arrival": h["barrier_idle_frac_before_last_arrival"]})
     return rows
 
 

@@ -28,7 +28,6 @@ Inputs are the tables and the hardware spec only; no measured request timing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -268,7 +267,8 @@ class TableLatency:
         # per layer, K = attended decode KV tokens), linear in n between the profiled counts.
         self._dec = dec_lines
         self._moe: tuple[dict[str, np.ndarray], ModelSpec, int] | None = None
-        self._memo: dict[Any, float] = {}  # kv_coef by batch size, ep_moe_adjust by tokens
+        self._kv_memo: dict[int, float] = {}  # kv_coef by batch size
+        self._ep_memo: dict[tuple[int, int], float] = {}  # ep_moe_adjust by (own, all) tokens
 
     def ep_moe_adjust(self, own_tokens: int, all_tokens: int) -> float:
         """Seconds to add to a rank's step when the expert-parallel ranks run unequal token
@@ -282,13 +282,13 @@ class TableLatency:
         if self._moe is None or own_tokens <= 0:
             return 0.0
         key = (own_tokens, all_tokens)  # a lock-step group asks this every step: memoised
-        out = self._memo.get(key)
+        out = self._ep_memo.get(key)
         if out is None:
             moe, spec, ep = self._moe
             fair = _moe_curve(moe, spec, np.array([all_tokens / ep]), ep,
                               np.array([float(all_tokens)]))[0]
             own = _moe_curve(moe, spec, np.array([float(own_tokens)]), ep)[0]
-            out = self._memo[key] = self._layers * float(fair - own) * US
+            out = self._ep_memo[key] = self._layers * float(fair - own) * US
         return out
 
     def _dec_line(self, n: int) -> tuple[float, float]:
@@ -299,9 +299,9 @@ class TableLatency:
         """Seconds per attended decode-KV token of a pure-decode step of ``num_seqs``."""
         if self._dec is None:
             return self.kv_coef_s
-        out = self._memo.get(num_seqs)  # every decode stretch asks: memoised per batch size
+        out = self._kv_memo.get(num_seqs)  # every decode stretch asks: memoised per batch size
         if out is None:
-            out = self._memo[num_seqs] = self._layers * self._dec_line(num_seqs)[1] * US
+            out = self._kv_memo[num_seqs] = self._layers * self._dec_line(num_seqs)[1] * US
         return out
 
     def _decode_extra(self, pc: float, nd: int, kd: float) -> float:

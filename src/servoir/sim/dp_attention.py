@@ -164,6 +164,8 @@ class DPAttentionCluster:
         self.cols["busy_cost_tokens"][:] = round(fixed / latency.kv_coef_s)
         self.pool: deque[int] = deque()
         # The finish hazard routers see: finishes per running request per step, so far.
+        # request_steps is the running total of steps["running_sum"], kept so that every
+        # boundary reads it in O(1) rather than summing the records.
         self.num_finished = 0
         self.request_steps = 0.0
         self.num_rejected = 0
@@ -345,20 +347,20 @@ class DPAttentionCluster:
         # the next one), so the steps before the last arrival are a prefix of the records.
         cut = bisect_left(s["t_at"], last)
 
-        def part(end: int) -> tuple[float, float, float, float]:
+        def part(end: int) -> tuple[float, float, float, float, float]:
             steps, dur = sum(s["num_steps"][:end]), sum(s["duration_s"][:end])
             busy, imb = sum(s["busy_s"][:end]), sum(s["imbalance_sum"][:end])
             return (imb / steps if steps else 0.0,
-                    1.0 - busy / (self.g * dur) if dur > 0 else 0.0, steps, dur)
+                    1.0 - busy / (self.g * dur) if dur > 0 else 0.0, steps, dur, busy)
 
-        imb, idle, steps, dur = part(len(s["t_at"]))
-        imb_pre, idle_pre, steps_pre, _ = part(cut)
+        imb, idle, steps, dur, busy = part(len(s["t_at"]))
+        imb_pre, idle_pre, steps_pre, _, _ = part(cut)
         return {
             "mean_imbalance_tokens": imb,
             "barrier_idle_frac": idle,
             "num_group_steps": float(steps),
             "group_step_time_s": dur,
-            "rank_busy_s": sum(s["busy_s"]),
+            "rank_busy_s": busy,
             "num_ranks": float(self.g),
             "mean_imbalance_tokens_before_last_arrival": imb_pre,
             "barrier_idle_frac_before_last_arrival": idle_pre,

@@ -23,6 +23,7 @@ import numpy as np
 
 from servoir.errors import InputError
 from servoir.workload import Workload
+from servoir.workload.readers import read_trace
 
 BUNDLES_DIR = Path(__file__).resolve().parent.parent / "data" / "validation"
 # Hugging Face names in the bundles -> servoir's model and GPU names.
@@ -97,7 +98,9 @@ def load_bundle(name_or_path: str | Path) -> Bundle:
             raise InputError(f"not a number: {d.get(key)!r}", file=str(meta_path),
                              field=key) from None
 
-    workload = _read_schedule(path / "workload.csv")
+    # The schedule is the trace reader's LLMServingSim format (arrival_time_ns, input_toks,
+    # output_toks): row-precise errors, stable re-sort of out-of-order rows.
+    workload = read_trace(path / "workload.csv")
     if len(workload) == 0:
         raise InputError("no requests in the arrival schedule", file=str(path / "workload.csv"))
     blocks = kv.get("num_gpu_blocks")
@@ -144,18 +147,6 @@ def _hardware(path: Path) -> tuple[str, str]:
         if hw:
             return str(hw), str(meta)
     return path.name.split("_", 1)[0], str(path)
-
-
-def _read_schedule(path: Path) -> Workload:
-    rows = read_csv(path)
-    try:
-        arr = np.array([int(r["arrival_time_ns"]) for r in rows], dtype=np.float64) * 1e-9
-        prompt = np.array([int(r["input_toks"]) for r in rows])
-        output = np.array([int(r["output_toks"]) for r in rows])
-    except (KeyError, ValueError) as e:
-        raise InputError(f"bad arrival schedule: {e}", file=str(path)) from e
-    order = np.argsort(arr, kind="stable")
-    return Workload(arr[order], prompt[order], output[order], source=str(path))
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

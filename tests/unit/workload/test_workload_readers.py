@@ -190,46 +190,46 @@ def test_forced_jitter_on_generic_batch(tmp_path: Path) -> None:
     assert w.num_prompt_tokens.tolist() == [1, 2, 3, 4, 5]
 
 
+def _csv(path: Path, *lines: str) -> Path:
+    """``path`` holding ``lines`` (header first), one per line."""
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return path
+
+
 def test_azure_2024_utc_offsets_are_applied(tmp_path: Path) -> None:
     # The 2024 trace writes "+00:00"; another offset must shift the instant, not be dropped.
-    path = tmp_path / "azure24.csv"
-    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
-                    "2024-05-10 00:00:00.009930+00:00,4808,10\n"
-                    "2024-05-10 01:00:01.500000+01:00,3180,8\n"
-                    "2024-05-10 00:00:02Z,110,27\n")
-    w = read_trace(path)
+    w = read_trace(_csv(tmp_path / "azure24.csv", "TIMESTAMP,ContextTokens,GeneratedTokens",
+                        "2024-05-10 00:00:00.009930+00:00,4808,10",
+                        "2024-05-10 01:00:01.500000+01:00,3180,8",
+                        "2024-05-10 00:00:02Z,110,27"))
     assert w.meta["format"] == "azure"
     np.testing.assert_allclose(w.arrival_at, [0.0, 1.49007, 1.99007])
-    bad = tmp_path / "bad.csv"
-    bad.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2024-05-10 00:00:00+00:00,1,1\n"
-                   "yesterday+00:00,1,1\n")
+    bad = _csv(tmp_path / "bad.csv", "TIMESTAMP,ContextTokens,GeneratedTokens",
+               "2024-05-10 00:00:00+00:00,1,1", "yesterday+00:00,1,1")
     with pytest.raises(InputError, match=r"line 3.*TIMESTAMP.*not a timestamp"):
         read_trace(bad)
 
 
 def test_burstgpt_format_clamps_failed_requests_and_keeps_models(tmp_path: Path) -> None:
-    path = tmp_path / "burst.csv"
-    path.write_text("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
-                    "5,ChatGPT,472,18,490,Conversation log\n"
-                    "45,ChatGPT,1087,0,1087,Conversation log\n"
-                    "118,GPT-4,417,276,693,API log\n")
+    header = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type"
+    path = _csv(tmp_path / "burst.csv", header, "5,ChatGPT,472,18,490,Conversation log",
+                "45,ChatGPT,1087,0,1087,Conversation log", "118,GPT-4,417,276,693,API log")
     w = read_trace(path)
     assert w.meta["format"] == "burstgpt" and w.meta["num_clamped"] == 1
     np.testing.assert_array_equal(w.arrival_at, [5.0, 45.0, 118.0])
     np.testing.assert_array_equal(w.num_prompt_tokens, [472, 1087, 417])
     np.testing.assert_array_equal(w.num_output_tokens, [18, 1, 276])
     assert list(w.tenant) == ["ChatGPT", "ChatGPT", "GPT-4"]
-    path.write_text("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
-                    "5,ChatGPT,472,-3,469,Conversation log\n")
+    _csv(path, header, "5,ChatGPT,472,-3,469,Conversation log")
     with pytest.raises(InputError, match=r"line 2.*Response tokens.*>= 0"):
         read_trace(path)
 
 
 def test_llmservingsim_workload_format() -> None:
     # The validation bundles' arrival schedules read as traces (nanoseconds -> seconds).
-    bundle = (Path(__file__).resolve().parents[3] / "src" / "servoir" / "data" / "validation"
-              / "RTXPRO6000_Llama-3.1-8B" / "workload.csv")
-    w = read_trace(bundle)
+    from servoir.validation.bundle import BUNDLES_DIR
+
+    w = read_trace(BUNDLES_DIR / "RTXPRO6000_Llama-3.1-8B" / "workload.csv")
     assert w.meta["format"] == "llmservingsim" and len(w) == 300
     assert w.arrival_at[0] == pytest.approx(0.046926808)
     assert (w.num_prompt_tokens[0], w.num_output_tokens[0]) == (2358, 531)

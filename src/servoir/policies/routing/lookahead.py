@@ -1,5 +1,6 @@
 """BF-IO's lookahead: the steps ahead its program predicts, their weights, and the expected
-cost of ranks that run dry (the opt-in survival model of :class:`~servoir.policies.routing.bf_io.BfIo`).
+cost of ranks that run dry (the opt-in survival model of
+:class:`~servoir.policies.routing.bf_io.BfIo`).
 
 The plain lookahead is the horizon of algorithms.md section 2.3 (every active request assumed
 to keep running for H steps). The survival lookahead replaces "still running" by its

@@ -64,11 +64,17 @@ class RankTable(ReplicaTable):
         return RankTable(**{k: readonly(v) for k, v in cols.items()}), cols
 
 
+def _group_value(replicas: ReplicaTable, column: str) -> float:
+    """A :class:`RankTable` column that holds one value for the whole group; 0 on a plain
+    table (behind independent instances there is no group)."""
+    if isinstance(replicas, RankTable) and replicas.size:
+        return float(getattr(replicas, column)[0])
+    return 0.0
+
+
 def finish_hazard(replicas: ReplicaTable) -> float:
     """The group's observed finish hazard (:class:`RankTable`), 0 on a plain table."""
-    if isinstance(replicas, RankTable) and replicas.size:
-        return float(replicas.finish_hazard[0])
-    return 0.0
+    return _group_value(replicas, "finish_hazard")
 
 
 def rank_loads(
@@ -92,6 +98,4 @@ def rank_loads(
 
 def busy_cost_tokens(replicas: ReplicaTable) -> float:
     """An empty rank's idle per barrier (:class:`RankTable`), 0 on a plain table."""
-    if isinstance(replicas, RankTable) and replicas.size:
-        return float(replicas.busy_cost_tokens[0])
-    return 0.0
+    return _group_value(replicas, "busy_cost_tokens")

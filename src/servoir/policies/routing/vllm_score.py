@@ -28,8 +28,9 @@ class VllmScore(ParamsMixin):
     request locally for each request it sends before the next snapshot replaces them, and the
     scan starts at engine 0 (one API server), so ties go to the lowest index. The snapshot is
     taken at the first decision at or after each publication, at ``publish_phase_s`` plus a
-    multiple of the interval (the request's arrival time is the clock). vLLM replaced this rule after 0.19 (an in-flight floor and a
-    KV-pressure penalty); ``servoir validate`` replays 0.19 runs.
+    multiple of the interval (the request's arrival time is the clock). vLLM replaced this rule
+    after 0.19 (an in-flight floor and a KV-pressure penalty); ``servoir validate`` replays
+    0.19 runs.
 
     Guarantees
     ----------
@@ -77,7 +78,8 @@ class VllmScore(ParamsMixin):
         t = request.arrival_at - self.publish_phase_s
         if self.snapshot_ is None or t >= self.next_publish_:
             self.snapshot_ = [np.array(replicas.num_waiting), np.array(replicas.num_running)]
-            self.next_publish_ = (np.floor(t / self.publish_interval_s) + 1) * self.publish_interval_s
+            period = self.publish_interval_s
+            self.next_publish_ = (np.floor(t / period) + 1) * period
         waiting, running = self.snapshot_
         score = self.waiting_weight * waiting + running
         k = int(score.argmin()) if self.ties == "first" else pick_min(self, score)
